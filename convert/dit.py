@@ -1,0 +1,98 @@
+"""Wan DiT: torch state dict <-> `WanDiT` parameter tree, driven by `keymap_wan.dit_table`."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import jax
+import numpy as np
+from flax import nnx
+
+from camclone_jax.models.loading import abstract_dit
+from camclone_jax.models.presets import DiTConfig
+from convert.keymap_wan import Entry, dit_table
+from convert.state_dict_io import ConversionError
+
+
+def _jax_shapes(cfg: DiTConfig) -> dict[tuple[str, ...], tuple[int, ...]]:
+    flat = nnx.state(abstract_dit(cfg), nnx.Param).flat_state()
+    return {tuple(str(k) for k in path): tuple(var.get_value().shape) for path, var in flat}
+
+
+def expected_torch_shapes(cfg: DiTConfig) -> dict[str, tuple[Entry, int | None, tuple[int, ...]]]:
+    """Original key -> (table entry, block index or None, torch shape) for every parameter of `cfg`."""
+    shapes = _jax_shapes(cfg)
+    table = dit_table(cfg)
+    covered = {e.jax_path for e in table}
+    if covered != set(shapes):  # a model/table drift is a bug here, not a user error
+        raise AssertionError(f"key table out of sync with WanDiT: {sorted(set(shapes) ^ covered)}")
+    out = {}
+    for entry in table:
+        shape = shapes[entry.jax_path]
+        if entry.per_block:
+            for i in range(cfg.num_layers):
+                out[entry.torch_key.format(i=i)] = (entry, i, entry.transform.torch_shape(shape[1:]))
+        else:
+            out[entry.torch_key] = (entry, None, entry.transform.torch_shape(shape))
+    return out
+
+
+def check_state_dict(state: dict[str, np.ndarray], cfg: DiTConfig, source: str = "checkpoint"):
+    """Raises one ConversionError naming every missing, unexpected and misshapen key."""
+    expected = expected_torch_shapes(cfg)
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    misshapen = [f"{k}: expected {expected[k][2]}, got {tuple(state[k].shape)}" for k in sorted(set(state) & set(expected))
+                 if tuple(state[k].shape) != expected[k][2]]
+    if missing or unexpected or misshapen:
+        lines = [f"{source} does not match a Wan DiT of variant {cfg.variant!r} (dim {cfg.dim}, "
+                 f"{cfg.num_layers} layers, in_dim {cfg.in_dim}):"]
+        for title, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", misshapen)):
+            if keys:
+                lines.append(f"  {title} ({len(keys)}): " + ", ".join(keys))
+        raise ConversionError("\n".join(lines))
+
+
+def common_dtype(state: dict[str, np.ndarray]) -> np.dtype:
+    return Counter(v.dtype for v in state.values()).most_common(1)[0][0]
+
+
+def torch_to_params(state: dict[str, np.ndarray], cfg: DiTConfig, source: str = "checkpoint",
+                    dtype: Any = None) -> dict[str, Any]:
+    """Original-naming state dict -> nested dict matching `nnx.state(WanDiT(cfg), nnx.Param).to_pure_dict()`."""
+    check_state_dict(state, cfg, source)
+    dtype = np.dtype(dtype) if dtype is not None else common_dtype(state)
+    params: dict[str, Any] = {}
+    for entry in dit_table(cfg):
+        if entry.per_block:
+            value = np.stack([entry.transform.to_jax(state[entry.torch_key.format(i=i)])
+                              for i in range(cfg.num_layers)])
+        else:
+            value = entry.transform.to_jax(state[entry.torch_key])
+        node = params
+        for part in entry.jax_path[:-1]:
+            node = node.setdefault(part, {})
+        node[entry.jax_path[-1]] = value.astype(dtype, copy=False)
+    return params
+
+
+def params_to_torch(params: dict[str, Any], cfg: DiTConfig) -> dict[str, np.ndarray]:
+    """Inverse of `torch_to_params`: original-naming state dict (Wan / DiffSynth / Kwai scripts load it)."""
+    state = {}
+    for entry in dit_table(cfg):
+        value = params
+        for part in entry.jax_path:
+            value = value[part]
+        value = np.asarray(value)
+        if entry.per_block:
+            for i in range(cfg.num_layers):
+                state[entry.torch_key.format(i=i)] = entry.transform.to_torch(value[i])
+        else:
+            state[entry.torch_key] = entry.transform.to_torch(value)
+    return state
+
+
+def model_params(model) -> dict[str, Any]:
+    """Pure parameter dict of a live model, as numpy."""
+    return jax.tree.map(np.asarray, nnx.state(model, nnx.Param).to_pure_dict())
