@@ -140,6 +140,14 @@ def _add_per_frame(u: Float[Array, "B L E"], c: Float[Array, "B F E"]) -> Float[
     return (u.reshape(b, frames, length // frames, e) + c[:, :, None]).reshape(b, length, e)
 
 
+def _projected(projector: Linear, attn: Float[Array, "B L E"]) -> Float[Array, "B L E"]:
+    """The camera projector, its input and output pinned to the residual-stream layout. Unpinned, XLA's
+    sharding propagation (jax 0.10.2, CPU, data x fsdp x tensor mesh) produced a wrong projector result (2-24 %
+    relative error) for two chained E x E matmuls; tests/test_sharding.py guards this."""
+    attn = constrain(attn, axes.BATCH, axes.LENGTH, axes.EMBED)
+    return constrain(projector(attn), axes.BATCH, axes.LENGTH, axes.EMBED)
+
+
 class Block(nnx.Module):
     """One Wan attention block (self-attention, cross-attention, FFN, adaLN modulation) plus the camera
     submodules its variant declares."""
@@ -176,7 +184,7 @@ class Block(nnx.Module):
             u = _add_per_frame(u, self.cam_encoder(cam).astype(F32))
         attn = self.self_attn(u.astype(self.dtype), rope)
         if self.variant == "recam":
-            attn = self.projector(attn)
+            attn = _projected(self.projector, attn)
         x = x + gate_a * attn.astype(F32)
         if self.variant == "syncam":
             x = self._multi_view(x, e0, cam, mvs_rope, grid, views)
@@ -193,7 +201,7 @@ class Block(nnx.Module):
         frames, height, width = grid
         to_groups = "(B V) (F T) E -> (B F) (V T) E"
         u = einops.rearrange(u, to_groups, V=views, F=frames)
-        attn = self.projector(self.mvs_attn(u.astype(self.dtype), mvs_rope))
+        attn = _projected(self.projector, self.mvs_attn(u.astype(self.dtype), mvs_rope))
         attn = einops.rearrange(attn, "(B F) (V T) E -> (B V) (F T) E", V=views, F=frames)
         return x + gate * attn.astype(F32)
 
@@ -204,7 +212,7 @@ class ImageEmbedding(nnx.Module):
     def __init__(self, cfg: DiTConfig, *, rngs: nnx.Rngs):
         pd = cfg.jnp_param_dtype
         self.norm_in = LayerNorm(cfg.image_dim, axes.IMAGE_EMBED, rngs=rngs, eps=1e-5, param_dtype=pd)
-        self.mlp = MLP(cfg, (cfg.image_dim, cfg.image_dim, cfg.dim), (axes.IMAGE_EMBED, axes.IMAGE_EMBED, axes.EMBED),
+        self.mlp = MLP(cfg, (cfg.image_dim, cfg.image_dim, cfg.dim), (axes.IMAGE_EMBED, axes.MLP, axes.EMBED),
                        lambda x: jax.nn.gelu(x, approximate=False), rngs=rngs)
         self.norm_out = LayerNorm(cfg.dim, axes.EMBED, rngs=rngs, eps=1e-5, param_dtype=pd)
         self.dtype = cfg.jnp_dtype
@@ -309,7 +317,8 @@ class WanDiT(nnx.Module):
         cam = None
         if cfg.has_cam_encoder:
             # ReCamMaster gives condition frames the camera of the target frame they repeat (upstream tiling).
-            cam = cam_emb.astype(F32)[:, np.arange(grid[0]) % cam_emb.shape[1]]
+            repeats = -(-grid[0] // cam_emb.shape[1])
+            cam = jnp.concatenate([cam_emb.astype(F32)] * repeats, axis=1)[:, :grid[0]]
         tokens = self._run_blocks(tokens, e0, text, image, rope, cam, mvs_rope, grid, num_views)
         out = self.head(tokens, e)
         out = einops.rearrange(out, "B (F H W) (pt ph pw C) -> B (F pt) (H ph) (W pw) C", F=grid[0], H=grid[1],

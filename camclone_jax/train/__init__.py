@@ -1,0 +1,1 @@
+"""Rectified-flow training (the trainer lands with the trainer issue)."""

@@ -1,0 +1,156 @@
+"""Blocks shared by every config: `parse_arg`, the model / sharding / optimizer blocks, and `model_config`.
+
+A config file reads
+
+    def get_config(arg=None):
+      arg = common.parse_arg(arg, runlocal=False)
+      config = ml_collections.ConfigDict()
+      config.model = common.model_block("camclonemaster", dtype="bfloat16")
+      config.sharding = common.sharding_block(fsdp=-1)
+      config.optimizer = common.optimizer_block(lr=5e-5, trainable=("self_attn",))
+      ...
+      return common.finalize(config)
+
+and the program builds the model with `common.model_config(config)`, a frozen `DiTConfig`: layers get that
+small object, never the run config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import ml_collections
+
+from camclone_jax import sharding
+from camclone_jax.models import DiTConfig, get_preset
+
+_TRUE = ("true", "1", "yes")
+_FALSE = ("false", "0", "no", "")
+
+
+def strict_bool(text: str) -> bool:
+    """'True'/'true'/'1'/'yes' -> True, 'False'/'false'/'0'/'no'/'' -> False; anything else raises."""
+    low = text.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise ValueError(f"cannot read {text!r} as a bool; use true/false")
+
+
+def _converter(default: Any):
+    if isinstance(default, bool):  # before int: bool is an int subclass
+        return strict_bool
+    if isinstance(default, (int, float, str)):
+        return type(default)
+    raise TypeError(f"parse_arg default {default!r} has no obvious type; pass (default, convert_fn)")
+
+
+def parse_arg(arg: str | None, **spec: Any) -> ml_collections.ConfigDict:
+    """Parses `get_config`'s single string argument into a locked ConfigDict of typed values (big_vision).
+
+    `spec` maps each option to its default, whose type converts the string (bool strictly), or to a
+    `(default, convert_fn)` pair. Accepted forms of `arg`:
+
+      "variant=camclone,runlocal=True"   named options, comma separated
+      "runlocal"                          a bare option name means True
+      "camclone"                          a bare non-name value is the value of the first spec entry
+      None or ""                          all defaults
+
+    Unknown option names raise, so that a typo on the command line does not silently fall back to a default.
+    """
+    spec = {k: v if isinstance(v, tuple) else (v, _converter(v)) for k, v in spec.items()}
+    arg = (arg or "").strip()
+    if arg and "," not in arg and "=" not in arg:
+        arg = f"{arg}=True" if arg in spec or not spec else f"{next(iter(spec))}={arg}"
+    raw = {}
+    for item in filter(None, (s.strip() for s in arg.split(","))):
+        key, value = item.split("=", 1) if "=" in item else (item, "True")
+        raw[key.strip()] = value.strip()
+    unknown = set(raw) - set(spec)
+    if unknown:
+        raise ValueError(f"unknown config args {sorted(unknown)}; known: {sorted(spec)}")
+    values = {k: fn(raw[k]) if k in raw else default for k, (default, fn) in spec.items()}
+    return ml_collections.ConfigDict(values).lock()
+
+
+def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Locks `config` (recursively), so that overriding a key that does not exist raises instead of adding it."""
+    config.lock()
+    return config
+
+
+# Model ------------------------------------------------------------------------------------------------------
+def model_block(preset: str, **overrides: Any) -> ml_collections.ConfigDict:
+    """`config.model`: a preset name from `camclone_jax.models.presets` plus DiTConfig field overrides.
+
+    Architecture numbers are never written here; overrides are for run-time numerics (dtype, attention
+    backend, remat) and for test sizes. Names are checked now, values when `model_config` builds the DiTConfig.
+    """
+    _check_override_names(overrides)
+    return ml_collections.ConfigDict({"preset": preset, "overrides": dict(overrides)})
+
+
+def _check_override_names(overrides) -> None:
+    known = {f.name for f in dataclasses.fields(DiTConfig)}
+    unknown = set(overrides) - known
+    if unknown:
+        raise ValueError(f"unknown DiTConfig overrides {sorted(unknown)}; known fields: {sorted(known)}")
+
+
+def model_config(config: ml_collections.ConfigDict) -> DiTConfig:
+    """The frozen `DiTConfig` of a run config (`config.model.preset` + `config.model.overrides`)."""
+    overrides = config.model.overrides.to_dict()
+    _check_override_names(overrides)
+    return get_preset(config.model.preset, **overrides)
+
+
+# Sharding ---------------------------------------------------------------------------------------------------
+def sharding_block(*, data: int = 1, fsdp: int = -1, tensor: int = 1, sequence: int = 1,
+                   dit_rules: sharding.Rules = sharding.DIT_RULES) -> ml_collections.ConfigDict:
+    """`config.sharding`: the mesh shape over `sharding.MESH_AXES` and the logical-axis rules of the DiT.
+
+    One mesh axis may be -1: it takes all devices the others leave (`mesh_shape`), so a config does not
+    hard-code the host's device count. The rules table maps the model's logical names to those mesh axes.
+    """
+    mesh = {"data": data, "fsdp": fsdp, "tensor": tensor, "sequence": sequence}
+    assert tuple(mesh) == sharding.MESH_AXES, "keep the mesh block in step with sharding.MESH_AXES"
+    return ml_collections.ConfigDict({"mesh": mesh, "dit_rules": tuple(dit_rules)})
+
+
+def mesh_shape(mesh: ml_collections.ConfigDict | dict, num_devices: int) -> dict[str, int]:
+    """Concrete axis sizes for `sharding.make_mesh`: the one -1 axis becomes num_devices / product(others)."""
+    shape = {k: int(v) for k, v in dict(mesh).items()}
+    free = [k for k, v in shape.items() if v == -1]
+    if len(free) > 1:
+        raise ValueError(f"at most one mesh axis may be -1, got {free}")
+    fixed = math.prod(v for v in shape.values() if v != -1)
+    if free:
+        if num_devices % fixed:
+            raise ValueError(f"{num_devices} devices do not divide by the fixed mesh axes {shape}")
+        shape[free[0]] = num_devices // fixed
+    if math.prod(shape.values()) != num_devices:
+        raise ValueError(f"mesh {shape} needs {math.prod(shape.values())} devices, have {num_devices}")
+    return shape
+
+
+# Optimizer --------------------------------------------------------------------------------------------------
+def optimizer_block(*, lr: float, trainable: tuple[str, ...] = (), b1: float = 0.9, b2: float = 0.999,
+                    eps: float = 1e-8, weight_decay: float = 0.01, grad_clip_norm: float = 0.0,
+                    warmup_steps: int = 0, schedule: str = "constant") -> ml_collections.ConfigDict:
+    """`config.optimizer`: AdamW and the set of trained parameters.
+
+    The defaults are torch.optim.AdamW's (betas 0.9/0.999, eps 1e-8, weight decay 0.01): the upstream
+    DiffSynth-based trainers call `AdamW(trainable_params, lr=lr)` and nothing else, with a constant learning
+    rate, no warmup and no gradient clipping (Lightning's default); 0.0 disables clipping here.
+
+    `trainable`: a parameter is trained iff its path (e.g. "blocks/self_attn/q/kernel") contains one of these
+    substrings, as upstream's `any(k in name for k in ...)`; an empty tuple trains every parameter.
+    """
+    return ml_collections.ConfigDict({
+        "name": "adamw", "lr": lr, "b1": b1, "b2": b2, "eps": eps, "weight_decay": weight_decay,
+        "grad_clip_norm": grad_clip_norm, "warmup_steps": warmup_steps, "schedule": schedule,
+        "trainable": tuple(trainable),
+    })
