@@ -43,4 +43,4 @@ def test_full_1_3b_matches_diffsynth():
     del params
     err = oracles.rel_max_err(run_jax(model, inputs), expected)
     print(f"full 1.3B relative max error {err:.2e}")
-    assert err <= 1e-4  # 30 blocks at width 1536 accumulate more fp32 rounding than the tiny model's 1e-5
+    assert err <= 1e-5  # measured 1.8e-6 (batch 1, 2x8x12 latents, 77 of 512 text rows)
