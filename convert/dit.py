@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-import jax
 import numpy as np
 from flax import nnx
 
@@ -91,8 +90,3 @@ def params_to_torch(params: dict[str, Any], cfg: DiTConfig) -> dict[str, np.ndar
         else:
             state[entry.torch_key] = entry.transform.to_torch(value)
     return state
-
-
-def model_params(model) -> dict[str, Any]:
-    """Pure parameter dict of a live model, as numpy."""
-    return jax.tree.map(np.asarray, nnx.state(model, nnx.Param).to_pure_dict())

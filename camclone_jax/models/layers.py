@@ -118,26 +118,6 @@ def rope_band_sizes(head_dim: int) -> tuple[int, int, int]:
     return head_dim - 2 * hw, hw, hw
 
 
-def rope_table(positions: np.ndarray, head_dim: int, theta: float = 10000.0) -> tuple[np.ndarray, np.ndarray]:
-    """cos / sin per token and rotation pair for integer positions [L, 3] (frame, row, column).
-
-    Returns two fp32 arrays [L, D/2], built in float64 on the host: pair p of band b rotates by
-    pos_b * theta^(-2p / size_b), each band using its own channel count as the exponent denominator.
-    """
-    angles = []
-    for axis, size in enumerate(rope_band_sizes(head_dim)):
-        omega = 1.0 / theta ** (np.arange(0, size, 2, dtype=np.float64) / size)
-        angles.append(positions[:, axis, None].astype(np.float64) * omega[None])
-    angles = np.concatenate(angles, axis=-1)
-    return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
-
-
-def grid_positions(frames: int, height: int, width: int) -> np.ndarray:
-    """[frames*height*width, 3] integer (f, i, j) in token order (frame slowest)."""
-    f, i, j = np.meshgrid(np.arange(frames), np.arange(height), np.arange(width), indexing="ij")
-    return np.stack([f.ravel(), i.ravel(), j.ravel()], axis=-1)
-
-
 def apply_rope(x: Float[Array, "B L N D"], cos: Float[Array, "L P"], sin: Float[Array, "L P"]) -> Array:
     """Rotates interleaved channel pairs (2p, 2p+1) in fp32 and returns x's dtype."""
     xf = x.astype(jnp.float32).reshape(*x.shape[:-1], -1, 2)

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
@@ -75,7 +74,3 @@ def load_dit(directory: str | Path, **overrides: Any) -> WanDiT:
     nnx.replace_by_pure_dict(state, params)
     nnx.update(model, state)
     return model
-
-
-def params_as_numpy(params: dict[str, Any]) -> dict[str, Any]:
-    return jax.tree.map(np.asarray, params)

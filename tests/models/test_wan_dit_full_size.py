@@ -6,7 +6,6 @@ import gc
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
