@@ -154,3 +154,26 @@ def optimizer_block(*, lr: float, trainable: tuple[str, ...] = (), b1: float = 0
         "grad_clip_norm": grad_clip_norm, "warmup_steps": warmup_steps, "schedule": schedule,
         "trainable": tuple(trainable),
     })
+
+
+def video_input_block(*, runlocal: bool, batch_size: int) -> ml_collections.ConfigDict:
+    """Clip shape of every full-size config: upstream's 81 frames at 480x832, or a 5-frame 128x128 local run."""
+    block = ml_collections.ConfigDict()
+    block.batch_size = 1 if runlocal else batch_size  # global
+    block.num_frames = 5 if runlocal else 81  # 4k+1 pixel frames -> k+1 latent frames (21 for 81)
+    block.height = 128 if runlocal else 480  # pixels; multiple of 16 (VAE /8, patch /2): latent 60
+    block.width = 128 if runlocal else 832  # latent 104; 30x52 tokens per latent frame
+    return block
+
+
+def flow_block() -> ml_collections.ConfigDict:
+    """Training noise: DiffSynth's FlowMatchScheduler (shift 5, sigma_min 0) on a 1000-step grid, t uniform on
+    the grid, loss weighted by its bell-shaped "bsmntw" training weight."""
+    return ml_collections.ConfigDict(dict(num_train_timesteps=1000, shift=5.0, weighting="bsmntw"))
+
+
+def sample_block(*, num_steps: int, fps: int, cfg_scale: float = 5.0, shift: float = 5.0) -> ml_collections.ConfigDict:
+    """Flow-matching Euler sampling with classifier-free guidance on the text only (the unconditional branch
+    swaps in the negative prompt; image / reference / source conditioning stays)."""
+    return ml_collections.ConfigDict(dict(sampler="euler", num_steps=num_steps, shift=shift, cfg_scale=cfg_scale,
+                                          cfg_on="text", fps=fps))

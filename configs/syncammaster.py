@@ -30,23 +30,14 @@ def get_config(arg=None):
     )
     config.model_init = ""  # converted checkpoint (convert/) to start from; "" = random init
 
-    config.input = ml_collections.ConfigDict()
     # Global count of multi-view samples, each num_views videos. Not in our spec; 1 per GPU x 8 as ReCamMaster.
-    config.input.batch_size = 1 if arg.runlocal else 8
-    config.input.num_frames = 5 if arg.runlocal else 81  # 4k+1 pixel frames -> k+1 latent frames (21 for 81)
-    config.input.height = 128 if arg.runlocal else 480  # pixels; multiple of 16 (VAE /8, patch /2): latent 60
-    config.input.width = 128 if arg.runlocal else 832  # latent 104; 30x52 tokens per latent frame
+    config.input = common.video_input_block(runlocal=arg.runlocal, batch_size=8)
 
     config.camera = ml_collections.ConfigDict()
     config.camera.num_views = 2  # views per sample; the model sees batch_size * num_views videos
     config.camera.translation_scale = 200.0  # camera-to-world translations are divided by this before cam_encoder
 
-    # Training noise: DiffSynth's FlowMatchScheduler (shift 5, sigma_min 0) on a 1000-step grid, t uniform on
-    # the grid, loss weighted by its bell-shaped "bsmntw" training weight.
-    config.flow = ml_collections.ConfigDict()
-    config.flow.num_train_timesteps = 1000
-    config.flow.shift = 5.0
-    config.flow.weighting = "bsmntw"
+    config.flow = common.flow_block()
 
     config.optimizer = common.optimizer_block(
         lr=1e-4, trainable=("cam_encoder", "projector", "mvs_attn", "modulation_mvs"))
@@ -54,13 +45,8 @@ def get_config(arg=None):
     config.log_every = 1 if arg.runlocal else 50
     config.ckpt_every = 5 if arg.runlocal else 1_000
 
-    config.sample = ml_collections.ConfigDict()
-    config.sample.sampler = "euler"  # flow-matching Euler, as upstream's inference
-    config.sample.num_steps = 4 if arg.runlocal else 50
-    config.sample.shift = 5.0  # sigma shift of the sampling schedule
-    config.sample.cfg_scale = 5.0
-    config.sample.cfg_on = "text"  # the unconditional branch drops only the prompt
-    config.sample.fps = 30  # frame rate of the written videos, as the other camera models
+    # Upstream writes its videos at 30 fps although the data is 15 fps.
+    config.sample = common.sample_block(num_steps=4 if arg.runlocal else 50, fps=30)
 
     # 1.3B fits per GPU: FSDP over every device, (samples x views) over data x fsdp.
     config.sharding = common.sharding_block(data=1, fsdp=-1, tensor=1, sequence=1)

@@ -50,23 +50,14 @@ def get_config(arg=None):
         if arg.variant == "syncam":
             config.camera.num_views = 2
 
-    config.flow = ml_collections.ConfigDict()  # same training noise as the full configs
-    config.flow.num_train_timesteps = 1000
-    config.flow.shift = 5.0
-    config.flow.weighting = "bsmntw"
+    config.flow = common.flow_block()
 
     config.optimizer = common.optimizer_block(lr=1e-3, trainable=_TRAINABLE[arg.variant])  # high: overfit fast
     config.total_steps = 5 if arg.runlocal else 200  # 5 = the overfit test's step count
     config.log_every = 1
     config.ckpt_every = 5 if arg.runlocal else 100
 
-    config.sample = ml_collections.ConfigDict()
-    config.sample.sampler = "euler"
-    config.sample.num_steps = 4 if arg.runlocal else 20  # few steps: tests check plumbing, not quality
-    config.sample.shift = 5.0
-    config.sample.cfg_scale = 5.0
-    config.sample.cfg_on = "text"
-    config.sample.fps = 16
+    config.sample = common.sample_block(num_steps=4 if arg.runlocal else 20, fps=16)  # Wan's sample_fps
 
     config.sharding = common.sharding_block(data=1, fsdp=-1, tensor=1, sequence=1)  # all devices on fsdp
     return common.finalize(config)

@@ -26,18 +26,10 @@ def get_config(arg=None):
     )
     config.model_init = ""  # converted Wan2.1-I2V-14B checkpoint (convert/); "" = random init
 
-    config.input = ml_collections.ConfigDict()
-    config.input.batch_size = 1 if arg.runlocal else 8  # global; not from upstream: 1 per GPU x 8 GPUs
-    config.input.num_frames = 5 if arg.runlocal else 81  # 4k+1 pixel frames -> k+1 latent frames (21 for 81)
-    config.input.height = 128 if arg.runlocal else 480  # pixels; multiple of 16 (VAE /8, patch /2): latent 60
-    config.input.width = 128 if arg.runlocal else 832  # latent 104; 30x52 tokens per latent frame
+    # Batch: global; not from upstream: 1 per GPU x 8 GPUs.
+    config.input = common.video_input_block(runlocal=arg.runlocal, batch_size=8)
 
-    # Training noise: DiffSynth's FlowMatchScheduler (shift 5, sigma_min 0) on a 1000-step grid, t uniform on
-    # the grid, loss weighted by its bell-shaped "bsmntw" training weight.
-    config.flow = ml_collections.ConfigDict()
-    config.flow.num_train_timesteps = 1000
-    config.flow.shift = 5.0
-    config.flow.weighting = "bsmntw"
+    config.flow = common.flow_block()
 
     # Full fine-tuning (trainable=() trains everything); our choice: 10x below the 1.3B example's lr.
     config.optimizer = common.optimizer_block(lr=1e-5, trainable=())
@@ -45,15 +37,9 @@ def get_config(arg=None):
     config.log_every = 1 if arg.runlocal else 50
     config.ckpt_every = 5 if arg.runlocal else 1_000
 
-    config.sample = ml_collections.ConfigDict()
     # Wan's own default sampler is UniPC, with 40 steps and shift 3.0 for I2V at 480p; we keep one set of
     # defaults for every Wan config (50 Euler steps, shift 5).
-    config.sample.sampler = "euler"
-    config.sample.num_steps = 4 if arg.runlocal else 50
-    config.sample.shift = 5.0  # sigma shift of the sampling schedule
-    config.sample.cfg_scale = 5.0  # Wan's sample_guide_scale
-    config.sample.cfg_on = "text"  # the unconditional branch swaps only the prompt; the image conditioning stays
-    config.sample.fps = 16  # Wan's sample_fps
+    config.sample = common.sample_block(num_steps=4 if arg.runlocal else 50, fps=16)  # Wan's sample_fps
 
     # Weights / grads / AdamW state sharded over every device (FSDP); batch over data x fsdp.
     config.sharding = common.sharding_block(data=1, fsdp=-1, tensor=1, sequence=1)

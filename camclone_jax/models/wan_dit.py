@@ -305,7 +305,7 @@ class WanDiT(nnx.Module):
         grid = (x.shape[1] // pt, height // ph, width // pw)
 
         tokens = self.patch_embedding(x).astype(F32)
-        t = jnp.broadcast_to(jnp.asarray(t, F32).reshape(-1), (jnp.size(t),))
+        t = jnp.asarray(t, F32).reshape(-1)
         e = self.time_embedding(timestep_sinusoid(t, cfg.freq_dim))
         e0 = self.time_projection(jax.nn.silu(e)).reshape(-1, 6, cfg.dim)
         context = jnp.pad(context, ((0, 0), (0, cfg.text_len - context.shape[1]), (0, 0)))
