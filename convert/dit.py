@@ -11,7 +11,7 @@ from flax import nnx
 from camclone_jax.models.loading import abstract_dit
 from camclone_jax.models.presets import DiTConfig
 from convert.keymap_wan import Entry, dit_table
-from convert.state_dict_io import ConversionError
+from convert.state_dict_io import check_keys
 
 
 def _jax_shapes(cfg: DiTConfig) -> dict[tuple[str, ...], tuple[int, ...]]:
@@ -39,18 +39,9 @@ def expected_torch_shapes(cfg: DiTConfig) -> dict[str, tuple[Entry, int | None, 
 
 def check_state_dict(state: dict[str, np.ndarray], cfg: DiTConfig, source: str = "checkpoint"):
     """Raises one ConversionError naming every missing, unexpected and misshapen key."""
-    expected = expected_torch_shapes(cfg)
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    misshapen = [f"{k}: expected {expected[k][2]}, got {tuple(state[k].shape)}" for k in sorted(set(state) & set(expected))
-                 if tuple(state[k].shape) != expected[k][2]]
-    if missing or unexpected or misshapen:
-        lines = [f"{source} does not match a Wan DiT of variant {cfg.variant!r} (dim {cfg.dim}, "
-                 f"{cfg.num_layers} layers, in_dim {cfg.in_dim}):"]
-        for title, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", misshapen)):
-            if keys:
-                lines.append(f"  {title} ({len(keys)}): " + ", ".join(keys))
-        raise ConversionError("\n".join(lines))
+    expected = {k: shape for k, (_, _, shape) in expected_torch_shapes(cfg).items()}
+    check_keys(state, expected, f"{source} does not match a Wan DiT of variant {cfg.variant!r} (dim {cfg.dim}, "
+                                f"{cfg.num_layers} layers, in_dim {cfg.in_dim}):")
 
 
 def common_dtype(state: dict[str, np.ndarray]) -> np.dtype:

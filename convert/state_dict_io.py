@@ -51,7 +51,7 @@ def read_torch_pickle(path: Path) -> dict[str, np.ndarray]:
     except Exception as err:
         raise ConversionError(f"{path}: refused to load: it is not a plain weights file that torch.load(..., "
                               f"weights_only=True) accepts, and pickled code is never executed ({err})") from err
-    for wrapper in ("state_dict", "module", "model"):
+    for wrapper in ("state_dict", "module", "model", "model_state"):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
             obj = obj[wrapper]
             break
@@ -93,6 +93,20 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
         return read_torch_pickle(path), {}
     raise ConversionError(f"{path}: unknown checkpoint type; expected .safetensors, {', '.join(PICKLE_SUFFIXES)} "
                           "or a diffusers folder")
+
+
+def check_keys(state: dict[str, np.ndarray], expected: dict[str, tuple[int, ...]], header: str):
+    """Raises one ConversionError naming every missing, unexpected and misshapen key (under `header`)."""
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    misshapen = [f"{k}: expected {expected[k]}, got {tuple(state[k].shape)}" for k in sorted(set(state) & set(expected))
+                 if tuple(state[k].shape) != tuple(expected[k])]
+    if missing or unexpected or misshapen:
+        lines = [header]
+        for title, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", misshapen)):
+            if keys:
+                lines.append(f"  {title} ({len(keys)}): " + ", ".join(keys))
+        raise ConversionError("\n".join(lines))
 
 
 def write_safetensors(state: dict[str, np.ndarray], path: str | Path, metadata: dict[str, str] | None = None):
