@@ -1,11 +1,11 @@
-"""Command line: convert Wan DiT checkpoints between PyTorch and camclone_jax."""
+"""Command line: convert Wan DiT and Wan VAE checkpoints between PyTorch and camclone_jax."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from convert.api import convert_dit, export_dit
+from convert.api import convert, export
 from convert.state_dict_io import ConversionError
 from camclone_jax.models.presets import VARIANTS
 
@@ -13,10 +13,13 @@ EPILOG = """examples:
   python -m convert Wan2.1-T2V-1.3B/diffusion_pytorch_model.safetensors ckpt/wan_t2v_1_3b
   python -m convert CamCloneMaster-Step9500.ckpt ckpt/camclonemaster
   python -m convert Wan2.1-T2V-1.3B-Diffusers/transformer ckpt/wan_t2v_1_3b
+  python -m convert Wan2.1-T2V-1.3B/Wan2.1_VAE.pth ckpt/wan_vae
+  python -m convert Wan2.1-T2V-1.3B-Diffusers/vae ckpt/wan_vae
   python -m convert --to-torch ckpt/camclonemaster camclone_trained.safetensors
 
-The naming (original Wan/DiffSynth or diffusers) and the variant (t2v, i2v, recam, syncam, camclone) are
-detected from the keys and shapes; torch pickles are read with weights_only=True."""
+What the checkpoint holds (a DiT or the VAE), its naming (original Wan/DiffSynth or diffusers) and the DiT
+variant (t2v, i2v, recam, syncam, camclone) are detected from the keys and shapes; torch pickles are read
+with weights_only=True."""
 
 
 def main(argv=None) -> int:
@@ -26,15 +29,15 @@ def main(argv=None) -> int:
                                     "with --to-torch, a converted directory")
     parser.add_argument("dst", help="output directory (created); with --to-torch, an output .safetensors file")
     parser.add_argument("--to-torch", action="store_true", help="export a converted directory to original naming")
-    parser.add_argument("--variant", choices=VARIANTS, help="override the detected variant")
+    parser.add_argument("--variant", choices=VARIANTS, help="override the detected DiT variant")
     parser.add_argument("--num-heads", type=int, help="attention heads (default: diffusers config, else dim/128)")
     parser.add_argument("--dtype", help="store parameters in this dtype (default: the checkpoint's own)")
     args = parser.parse_args(argv)
     try:
         if args.to_torch:
-            export_dit(args.src, args.dst)
+            export(args.src, args.dst)
         else:
-            convert_dit(args.src, args.dst, variant=args.variant, num_heads=args.num_heads, dtype=args.dtype)
+            convert(args.src, args.dst, variant=args.variant, num_heads=args.num_heads, dtype=args.dtype)
     except (ConversionError, FileNotFoundError, FileExistsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -79,6 +79,11 @@ def _read_json(directory: str | Path, what: str) -> dict:
     return json.loads(path.read_text())
 
 
+def checkpoint_kind(directory: str | Path) -> str:
+    """"dit" or "vae": what a converted directory holds."""
+    return "vae" if _read_json(directory, "model").get("model") == "wan_vae" else "dit"
+
+
 def _into_model(abstract_model, params, param_dtype):
     state = nnx.state(abstract_model, nnx.Param)
     nnx.replace_by_pure_dict(state, jax.tree.map(lambda p: jax.numpy.asarray(p, param_dtype), params))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from functools import partial
 
 import einops
 import jax
@@ -25,6 +26,7 @@ import numpy as np
 from flax import nnx
 from jaxtyping import Array, Float
 
+from camclone_jax.models.vae_tiling import tiled_apply
 from camclone_jax.models.vae_blocks import AttentionBlock, CausalConv3d, Resample, ResidualBlock, RMSNorm
 
 # Per-channel statistics of Wan2.1 latents (spec wan.md 5.6); encode subtracts the mean and divides by std.
@@ -232,13 +234,38 @@ def check_latents(latents, z_dim: int) -> None:
 
 
 @nnx.jit
-def encode(vae: WanVAE, video: Float[Array, "B T H W 3"]) -> Float[Array, "B F h w C"]:
+def _encode(vae: WanVAE, video: Array) -> Array:
     return vae.encode(video)
 
 
 @nnx.jit(static_argnames="clamp")
-def decode(vae: WanVAE, latents: Float[Array, "B F h w C"], clamp: bool = True) -> Float[Array, "B T H W 3"]:
+def _decode(vae: WanVAE, latents: Array, clamp: bool = True) -> Array:
     return vae.decode(latents, clamp)
+
+
+def encode(vae: WanVAE, video: Float[Array, "B T H W 3"], *, tile_size: tuple[int, int] | None = None,
+           tile_stride: tuple[int, int] | None = None, progress: bool = False) -> Float[Array, "B F h w C"]:
+    """Jitted `vae.encode`; with `tile_size` (latent units; stride defaults to half the size) it encodes
+    overlapping pixel tiles of 8x that size and blends them as DiffSynth does (`vae_tiling.py`)."""
+    check_video(video)
+    if tile_size is None:
+        return _encode(vae, video)
+    return jnp.asarray(tiled_apply(partial(_encode, vae), video, tile_size, tile_stride, scale=1 / SPACE_STRIDE,
+                                   out_channels=vae.config.z_dim, out_frames=num_latent_frames(video.shape[1]),
+                                   desc="VAE encode tiles", progress=progress))
+
+
+def decode(vae: WanVAE, latents: Float[Array, "B F h w C"], *, tile_size: tuple[int, int] | None = None,
+           tile_stride: tuple[int, int] | None = None, progress: bool = False) -> Float[Array, "B T H W 3"]:
+    """Jitted `vae.decode` (clamped to [-1, 1]); with `tile_size` (latent units, e.g. (30, 52) with stride
+    (15, 26) as the camera repos sample) it decodes overlapping latent tiles and blends them, then clamps."""
+    check_latents(latents, vae.config.z_dim)
+    if tile_size is None:
+        return _decode(vae, latents)
+    video = tiled_apply(partial(_decode, vae, clamp=False), latents, tile_size, tile_stride, scale=SPACE_STRIDE,
+                        out_channels=3, out_frames=num_video_frames(latents.shape[1]), desc="VAE decode tiles",
+                        progress=progress)
+    return jnp.asarray(np.clip(video, -1.0, 1.0))
 
 
 def num_latent_frames(frames: int) -> int:
