@@ -26,9 +26,13 @@ CACHE_FRAMES = 2
 _CONV2D = ("NHWC", "HWIO", "NHWC")
 
 
-def _kaiming(fan_in: int):
-    return nnx.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform", in_axis=-2, out_axis=-1) \
-        if fan_in else nnx.initializers.zeros_init()
+def _kaiming(key, shape, dtype):
+    """PyTorch's default conv init, U(+-1/sqrt(fan_in)); drawn flat because XLA compiles a random draw of a
+    rank-5 shape several times slower than a flat one, which dominated building the model."""
+    fan_in = math.prod(shape[:-1])
+    bound = 1.0 / math.sqrt(fan_in)
+    flat = jax.random.uniform(key, (math.prod(shape),), jnp.float32, -bound, bound)
+    return flat.reshape(shape).astype(dtype)
 
 
 def _frames_conv(x: Float[Array, "B T H W C"], kernel: Array, stride: tuple[int, int, int],
@@ -58,8 +62,7 @@ class CausalConv3d(nnx.Module):
     def __init__(self, in_dim: int, out_dim: int, kernel: tuple[int, int, int] = (3, 3, 3), *,
                  stride: tuple[int, int, int] = (1, 1, 1), causal: bool = True, rngs: nnx.Rngs,
                  param_dtype=jnp.float32, dtype=jnp.float32):
-        fan_in = in_dim * math.prod(kernel)
-        self.kernel = param(rngs, _kaiming(fan_in), (*kernel, in_dim, out_dim), (None,) * 5, param_dtype)
+        self.kernel = param(rngs, _kaiming, (*kernel, in_dim, out_dim), (None,) * 5, param_dtype)
         self.bias = param(rngs, zeros, (out_dim,), (None,), param_dtype)
         self.stride = stride
         self.causal = causal  # False: the time window is given whole by the caller (Resample's time convs)
@@ -87,8 +90,7 @@ class Conv2d(nnx.Module):
 
     def __init__(self, in_dim: int, out_dim: int, size: int, *, stride: int = 1, padding=((1, 1), (1, 1)),
                  rngs: nnx.Rngs, param_dtype=jnp.float32, dtype=jnp.float32):
-        self.kernel = param(rngs, _kaiming(in_dim * size * size), (size, size, in_dim, out_dim), (None,) * 4,
-                            param_dtype)
+        self.kernel = param(rngs, _kaiming, (size, size, in_dim, out_dim), (None,) * 4, param_dtype)
         self.bias = param(rngs, zeros, (out_dim,), (None,), param_dtype)
         self.stride, self.padding, self.dtype = (stride, stride), padding, dtype
 
