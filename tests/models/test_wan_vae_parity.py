@@ -115,3 +115,20 @@ def test_tiled_encode_decode_match_diffsynth(diffsynth_pair):
     assert oracles.rel_max_err(got, want_video) <= TOL
     # Tiles see only their own neighbourhood (and attend only within themselves): tiled is not untiled.
     assert oracles.rel_max_err(latents, encode(vae, jnp.asarray(video))) > 1e-3
+
+
+@pytest.mark.slow
+def test_full_size_vae_matches_diffsynth(tmp_path):
+    """The 126.9M-parameter Wan2.1 VAE on a 5-frame 64x96 clip, through the converter."""
+    module = oracles.diffsynth_module("models.wan_video_vae")
+    ref = module.WanVideoVAE()
+    oracles.randomize_(ref.model, seed=5)
+    torch.save(ref.model.state_dict(), tmp_path / "Wan2.1_VAE.pth")
+    convert(tmp_path / "Wan2.1_VAE.pth", tmp_path / "jax", **QUIET)
+    vae = load_vae(tmp_path / "jax")
+    video = random_video(1, 5, height=64, width=96, seed=6)
+    with torch.no_grad():
+        want = oracles.channels_last(ref.encode(oracles.channels_first(video), "cpu"))
+        want_video = oracles.channels_last(ref.model.decode(oracles.channels_first(want), ref.scale))
+    assert oracles.rel_max_err(encode(vae, jnp.asarray(video)), want) <= TOL
+    assert oracles.rel_max_err(decode_unclamped(vae, jnp.asarray(want)), want_video) <= TOL
