@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 import subprocess
 import sys
-from unittest import mock
 
 import numpy as np
 import pytest
