@@ -1,4 +1,4 @@
-"""Command line: convert Wan DiT and Wan VAE checkpoints between PyTorch and camclone_jax."""
+"""Command line: convert Wan DiT, VAE, umT5 and CLIP checkpoints between PyTorch and camclone_jax."""
 
 from __future__ import annotations
 
@@ -15,11 +15,13 @@ EPILOG = """examples:
   python -m convert Wan2.1-T2V-1.3B-Diffusers/transformer ckpt/wan_t2v_1_3b
   python -m convert Wan2.1-T2V-1.3B/Wan2.1_VAE.pth ckpt/wan_vae
   python -m convert Wan2.1-T2V-1.3B-Diffusers/vae ckpt/wan_vae
+  python -m convert Wan2.1-T2V-1.3B/models_t5_umt5-xxl-enc-bf16.pth ckpt/umt5_xxl
+  python -m convert Wan2.1-I2V-14B-480P/models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth ckpt/clip
   python -m convert --to-torch ckpt/camclonemaster camclone_trained.safetensors
 
-What the checkpoint holds (a DiT or the VAE), its naming (original Wan/DiffSynth or diffusers) and the DiT
-variant (t2v, i2v, recam, syncam, camclone) are detected from the keys and shapes; torch pickles are read
-with weights_only=True."""
+What the checkpoint holds (a DiT, the VAE, the umT5 text encoder or the CLIP image encoder), its naming
+(original Wan/DiffSynth, diffusers or transformers) and the DiT variant (t2v, i2v, recam, syncam, camclone)
+are detected from the keys and shapes; torch pickles are read with weights_only=True."""
 
 
 def main(argv=None) -> int:
@@ -30,7 +32,7 @@ def main(argv=None) -> int:
     parser.add_argument("dst", help="output directory (created); with --to-torch, an output .safetensors file")
     parser.add_argument("--to-torch", action="store_true", help="export a converted directory to original naming")
     parser.add_argument("--variant", choices=VARIANTS, help="override the detected DiT variant")
-    parser.add_argument("--num-heads", type=int, help="attention heads (default: diffusers config, else dim/128)")
+    parser.add_argument("--num-heads", type=int, help="attention heads (DiT default: diffusers config, else dim/128; CLIP: dim/80)")
     parser.add_argument("--dtype", help="store parameters in this dtype (default: the checkpoint's own)")
     args = parser.parse_args(argv)
     try:

@@ -109,5 +109,14 @@ def check_keys(state: dict[str, np.ndarray], expected: dict[str, tuple[int, ...]
         raise ConversionError("\n".join(lines))
 
 
+def leaves(tree):
+    """The arrays of a nested parameter dict, in insertion order."""
+    if isinstance(tree, dict):
+        for v in tree.values():
+            yield from leaves(v)
+    else:
+        yield tree
+
+
 def write_safetensors(state: dict[str, np.ndarray], path: str | Path, metadata: dict[str, str] | None = None):
     save_file({k: np.ascontiguousarray(v) for k, v in state.items()}, str(path), metadata=metadata)

@@ -92,7 +92,7 @@ def test_cli_converts_a_vae_and_keeps_it_apart_from_dits(tmp_path):
     assert ok.returncode == 0, ok.stderr
     assert "model      Wan VAE: dim 8, z_dim 16" in ok.stdout
     assert load_vae(tmp_path / "jax").config == tiny_vae()
-    with pytest.raises(ValueError, match="holds a converted VAE, not a DiT"):
+    with pytest.raises(ValueError, match="holds a converted vae, not a DiT; load it with load_vae"):
         load_dit(tmp_path / "jax")
     bad = subprocess.run([sys.executable, "-m", "convert", str(tmp_path / "Wan2.1_VAE.pth"), str(tmp_path / "x"),
                           "--variant", "t2v"], capture_output=True, text=True)

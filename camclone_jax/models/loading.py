@@ -1,10 +1,10 @@
-"""Converted checkpoint directories: save and load a `WanDiT` or a `WanVAE` without torch.
+"""Converted checkpoint directories: save and load the DiT, the VAE and the umT5 / CLIP encoders without torch.
 
-Layout of a directory written by `python -m convert` (or `save_dit` / `save_vae`):
-  config.json   the DiTConfig or VAEConfig (a VAE's carries "model": "wan_vae")
+Layout of a directory written by `python -m convert` (or `save_dit` / `save_model`):
+  config.json   the model's config; all but the DiT's name their model ("wan_vae", "umt5", "clip_vision")
   params/       an orbax checkpoint of the parameter tree (DiT blocks stacked on the leading axis)
 
-    from camclone_jax.models.loading import load_dit, load_vae
+    from camclone_jax.models.loading import load_clip, load_dit, load_umt5, load_vae
     model = load_dit("ckpt/camclonemaster", dtype="bfloat16")   # ready to call
     vae = load_vae("ckpt/wan_vae")
 """
@@ -19,7 +19,9 @@ import jax
 import orbax.checkpoint as ocp
 from flax import nnx
 
+from camclone_jax.models.clip_vision import CLIPVisionConfig, CLIPVisionEncoder
 from camclone_jax.models.presets import DiTConfig
+from camclone_jax.models.umt5 import UMT5Config, UMT5Encoder
 from camclone_jax.models.wan_dit import WanDiT
 from camclone_jax.models.wan_vae import VAEConfig, WanVAE
 
@@ -30,10 +32,6 @@ PARAMS_DIR = "params"
 def abstract_dit(cfg: DiTConfig) -> WanDiT:
     """The model with ShapeDtypeStruct leaves: shapes, dtypes and logical axes, no memory."""
     return nnx.eval_shape(lambda: WanDiT(cfg, rngs=nnx.Rngs(0)))
-
-
-def abstract_vae(cfg: VAEConfig) -> WanVAE:
-    return nnx.eval_shape(lambda: WanVAE(cfg, rngs=nnx.Rngs(0)))
 
 
 def _save(directory: str | Path, config_json: str, params: dict[Any, Any]) -> Path:
@@ -80,8 +78,8 @@ def _read_json(directory: str | Path, what: str) -> dict:
 
 
 def checkpoint_kind(directory: str | Path) -> str:
-    """"dit" or "vae": what a converted directory holds."""
-    return "vae" if _read_json(directory, "model").get("model") == "wan_vae" else "dit"
+    """"dit", "vae", "umt5" or "clip": what a converted directory holds."""
+    return _MODELS.get(_read_json(directory, "model").get("model"), ("dit",))[0]
 
 
 def _into_model(abstract_model, params, param_dtype):
@@ -99,8 +97,9 @@ def save_dit(directory: str | Path, cfg: DiTConfig, params: dict[str, Any]) -> P
 
 def read_config(directory: str | Path) -> DiTConfig:
     fields = _read_json(directory, "DiT")
-    if fields.get("model") == "wan_vae":
-        raise ValueError(f"{directory} holds a converted VAE, not a DiT; load it with load_vae")
+    if fields.get("model") in _MODELS:
+        kind = _MODELS[fields["model"]][0]
+        raise ValueError(f"{directory} holds a converted {kind}, not a DiT; load it with load_{kind}")
     return DiTConfig.from_json(json.dumps(fields))
 
 
@@ -118,25 +117,75 @@ def load_dit(directory: str | Path, **overrides: Any) -> WanDiT:
     return _into_model(abstract_dit(cfg), load_dit_params(directory, cfg), cfg.jnp_param_dtype)
 
 
-# VAE ----------------------------------------------------------------------------------------------------------
-def save_vae(directory: str | Path, cfg: VAEConfig, params: dict[Any, Any]) -> Path:
+# VAE, text and image encoders: config.json names its model ---------------------------------------------------
+_MODELS = {  # config.json "model" -> (short kind, config class, module class)
+    "wan_vae": ("vae", VAEConfig, WanVAE),
+    "umt5": ("umt5", UMT5Config, UMT5Encoder),
+    "clip_vision": ("clip", CLIPVisionConfig, CLIPVisionEncoder),
+}
+
+
+def abstract_model(cfg):
+    """Any converted model (DiT, VAE, umT5, CLIP) with ShapeDtypeStruct leaves."""
+    if isinstance(cfg, DiTConfig):
+        return abstract_dit(cfg)
+    module = next(m for _, c, m in _MODELS.values() if isinstance(cfg, c))
+    return nnx.eval_shape(lambda: module(cfg, rngs=nnx.Rngs(0)))
+
+
+def abstract_vae(cfg: VAEConfig) -> WanVAE:
+    return abstract_model(cfg)
+
+
+def save_model(directory: str | Path, cfg, params: dict[Any, Any]) -> Path:
+    """Writes a VAE / umT5 / CLIP config (its to_json names the model) and its parameter tree."""
     return _save(directory, cfg.to_json(), params)
 
 
+save_vae = save_model
+
+
+def _read_kind(directory: str | Path, kind: str):
+    fields = _read_json(directory, kind)
+    found = _MODELS.get(fields.get("model"), ("dit",))[0]
+    if found != kind:
+        raise ValueError(f"{directory} holds a converted {found}, not a {kind}; load it with load_{found}")
+    return _MODELS[fields["model"]][1].from_json(json.dumps(fields))
+
+
+def load_model_params(directory: str | Path, cfg) -> dict[Any, Any]:
+    return _restore(Path(directory).absolute(), nnx.state(abstract_model(cfg), nnx.Param).to_pure_dict())
+
+
+def _load(directory: str | Path, kind: str, overrides: dict[str, Any]):
+    cfg = _read_kind(directory, kind).replace(**overrides)
+    return _into_model(abstract_model(cfg), load_model_params(directory, cfg), cfg.param_dtype)
+
+
 def read_vae_config(directory: str | Path) -> VAEConfig:
-    fields = _read_json(directory, "VAE")
-    if fields.get("model") != "wan_vae":
-        raise ValueError(f"{directory} does not hold a converted Wan VAE (its config.json describes a DiT)")
-    return VAEConfig.from_json(json.dumps(fields))
+    return _read_kind(directory, "vae")
 
 
 def load_vae_params(directory: str | Path, cfg: VAEConfig | None = None) -> dict[Any, Any]:
-    directory = Path(directory).absolute()
-    cfg = cfg or read_vae_config(directory)
-    return _restore(directory, nnx.state(abstract_vae(cfg), nnx.Param).to_pure_dict())
+    return load_model_params(directory, cfg or read_vae_config(directory))
 
 
 def load_vae(directory: str | Path, **overrides: Any) -> WanVAE:
     """A ready `WanVAE` from a converted directory; `overrides` such as dtype="bfloat16" replace config fields."""
-    cfg = read_vae_config(directory).replace(**overrides)
-    return _into_model(abstract_vae(cfg), load_vae_params(directory, cfg), cfg.param_dtype)
+    return _load(directory, "vae", overrides)
+
+
+def load_umt5(directory: str | Path, **overrides: Any) -> UMT5Encoder:
+    """A ready umT5 encoder from a converted `models_t5_umt5-xxl-enc-bf16.pth` or HF UMT5EncoderModel."""
+    return _load(directory, "umt5", overrides)
+
+
+def load_clip(directory: str | Path, **overrides: Any) -> CLIPVisionEncoder:
+    """A ready CLIP ViT-H/14 visual tower from a converted `models_clip_open-clip-...-vit-huge-14.pth`."""
+    return _load(directory, "clip", overrides)
+
+
+def read_model_config(directory: str | Path):
+    """The config of whatever a converted directory holds."""
+    kind = checkpoint_kind(directory)
+    return read_config(directory) if kind == "dit" else _read_kind(directory, kind)
