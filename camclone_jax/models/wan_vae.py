@@ -16,6 +16,7 @@ its output to [-1, 1] (spec wan.md 5.4-5.7).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from functools import partial
 
@@ -233,14 +234,24 @@ def check_latents(latents, z_dim: int) -> None:
         raise ValueError(f"VAE decode got empty latents of shape {shape}")
 
 
-@nnx.jit
+# jax.jit over nnx.split rather than nnx.jit: nnx.jit also hands the module's state back, which kept a second
+# copy of the weights and buffers alive (steady RSS 2.4 instead of 1.6 GiB for a 17x128x128 encode on CPU).
+@functools.partial(jax.jit, static_argnums=0)
+def _encode_split(graphdef, state, video: Array) -> Array:
+    return nnx.merge(graphdef, state).encode(video)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _decode_split(graphdef, state, latents: Array, clamp: bool) -> Array:
+    return nnx.merge(graphdef, state).decode(latents, clamp)
+
+
 def _encode(vae: WanVAE, video: Array) -> Array:
-    return vae.encode(video)
+    return _encode_split(*nnx.split(vae), video)
 
 
-@nnx.jit(static_argnames="clamp")
 def _decode(vae: WanVAE, latents: Array, clamp: bool = True) -> Array:
-    return vae.decode(latents, clamp)
+    return _decode_split(*nnx.split(vae), latents, clamp)
 
 
 def encode(vae: WanVAE, video: Float[Array, "B T H W 3"], *, tile_size: tuple[int, int] | None = None,
