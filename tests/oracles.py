@@ -20,13 +20,15 @@ torch = pytest.importorskip("torch")
 
 
 def diffsynth_module(name: str):
-    """Imports `diffsynth.<name>` without executing `diffsynth/__init__.py` or `diffsynth/core/__init__.py`."""
+    """Imports `diffsynth.<name>` without executing the `__init__.py` of `diffsynth`, `diffsynth.models`,
+    `diffsynth.core` or `diffsynth.diffusion` (which import torchvision and the trainer)."""
     if not getattr(sys.modules.get("diffsynth"), "_camclone_stub", False):
         spec = importlib.util.find_spec("diffsynth")
         if spec is None:
             pytest.skip("diffsynth==2.1.12 is not installed (pip install --no-deps diffsynth==2.1.12)")
         root = Path(list(spec.submodule_search_locations)[0])
-        for package, sub in (("diffsynth", ""), ("diffsynth.models", "models"), ("diffsynth.core", "core")):
+        for package, sub in (("diffsynth", ""), ("diffsynth.models", "models"), ("diffsynth.core", "core"),
+                             ("diffsynth.diffusion", "diffusion")):
             stub = types.ModuleType(package)
             stub.__path__ = [str(root / sub)]
             stub.__spec__ = importlib.machinery.ModuleSpec(package, None, is_package=True)

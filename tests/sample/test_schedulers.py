@@ -7,8 +7,6 @@ must match the torch `step()` loops to 1e-5 relative.
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -27,16 +25,11 @@ def torch():
 
 
 def diffsynth_flow_match():
-    """DiffSynth 2.x `FlowMatchScheduler`, loaded from its file: `diffsynth.diffusion.__init__` pulls the trainer."""
+    """DiffSynth 2.x `FlowMatchScheduler`, from its file (`diffsynth.diffusion.__init__` pulls the trainer)."""
     pytest.importorskip("torch")
-    spec = importlib.util.find_spec("diffsynth")
-    if spec is None:
-        pytest.skip("diffsynth is not installed")
-    path = Path(list(spec.submodule_search_locations)[0]) / "diffusion" / "flow_match.py"
-    module_spec = importlib.util.spec_from_file_location("_camclone_diffsynth_flow_match", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module.FlowMatchScheduler
+    from tests import oracles
+
+    return oracles.diffsynth_module("diffusion.flow_match").FlowMatchScheduler
 
 
 def diffusers_unipc(flow_shift, **kw):
