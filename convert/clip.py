@@ -18,6 +18,7 @@ from camclone_jax.models.clip_vision import CLIPVisionConfig, CLIPVisionEncoder
 from convert.dit import common_dtype
 from convert.keymap_clip import clip_table, detect_clip_config, is_clip_state, unused_visual_keys, visual_only
 from convert.state_dict_io import check_keys
+from convert.tables import params_to_state, state_to_params
 
 __all__ = ["abstract_clip", "check_state_dict", "detect_clip_config", "expected_torch_shapes", "is_clip_state",
            "params_to_torch", "torch_to_params", "unused_visual_keys", "visual_only"]
@@ -63,30 +64,9 @@ def torch_to_params(state: dict[str, np.ndarray], cfg: CLIPVisionConfig, source:
     """
     check_state_dict(state, cfg, source)
     dtype = np.dtype(dtype) if dtype is not None else common_dtype(state)
-    params: dict[str, Any] = {}
-    for entry in clip_table(cfg):
-        if entry.per_block:
-            value = np.stack([entry.transform.to_jax(state[key]) for key in _keys(entry, cfg)])
-        else:
-            value = entry.transform.to_jax(state[entry.torch_key])
-        node = params
-        for part in entry.jax_path[:-1]:
-            node = node.setdefault(part, {})
-        node[entry.jax_path[-1]] = value.astype(dtype, copy=False)
-    return params
+    return state_to_params(state, clip_table(cfg), cfg.used_layers, dtype)
 
 
 def params_to_torch(params: dict[str, Any], cfg: CLIPVisionConfig) -> dict[str, np.ndarray]:
     """Inverse of `torch_to_params`: original-naming `visual.*` keys of the used part of the tower."""
-    state = {}
-    for entry in clip_table(cfg):
-        value = params
-        for part in entry.jax_path:
-            value = value[part]
-        value = np.asarray(value)
-        if entry.per_block:
-            for i, key in enumerate(_keys(entry, cfg)):
-                state[key] = entry.transform.to_torch(value[i])
-        else:
-            state[entry.torch_key] = entry.transform.to_torch(value)
-    return state
+    return params_to_state(params, clip_table(cfg), cfg.used_layers)

@@ -12,6 +12,7 @@ from camclone_jax.models.loading import abstract_dit
 from camclone_jax.models.presets import DiTConfig
 from convert.keymap_wan import Entry, dit_table
 from convert.state_dict_io import check_keys
+from convert.tables import params_to_state, state_to_params
 
 
 def _jax_shapes(cfg: DiTConfig) -> dict[tuple[str, ...], tuple[int, ...]]:
@@ -53,31 +54,9 @@ def torch_to_params(state: dict[str, np.ndarray], cfg: DiTConfig, source: str = 
     """Original-naming state dict -> nested dict matching `nnx.state(WanDiT(cfg), nnx.Param).to_pure_dict()`."""
     check_state_dict(state, cfg, source)
     dtype = np.dtype(dtype) if dtype is not None else common_dtype(state)
-    params: dict[str, Any] = {}
-    for entry in dit_table(cfg):
-        if entry.per_block:
-            value = np.stack([entry.transform.to_jax(state[entry.torch_key.format(i=i)])
-                              for i in range(cfg.num_layers)])
-        else:
-            value = entry.transform.to_jax(state[entry.torch_key])
-        node = params
-        for part in entry.jax_path[:-1]:
-            node = node.setdefault(part, {})
-        node[entry.jax_path[-1]] = value.astype(dtype, copy=False)
-    return params
+    return state_to_params(state, dit_table(cfg), cfg.num_layers, dtype)
 
 
 def params_to_torch(params: dict[str, Any], cfg: DiTConfig) -> dict[str, np.ndarray]:
     """Inverse of `torch_to_params`: original-naming state dict (Wan / DiffSynth / Kwai scripts load it)."""
-    state = {}
-    for entry in dit_table(cfg):
-        value = params
-        for part in entry.jax_path:
-            value = value[part]
-        value = np.asarray(value)
-        if entry.per_block:
-            for i in range(cfg.num_layers):
-                state[entry.torch_key.format(i=i)] = entry.transform.to_torch(value[i])
-        else:
-            state[entry.torch_key] = entry.transform.to_torch(value)
-    return state
+    return params_to_state(params, dit_table(cfg), cfg.num_layers)

@@ -15,6 +15,7 @@ from camclone_jax.models.umt5 import UMT5Config, UMT5Encoder
 from convert.dit import common_dtype
 from convert.keymap_umt5 import detect_umt5_config, is_umt5_state, to_original_naming, umt5_table
 from convert.state_dict_io import check_keys
+from convert.tables import params_to_state, state_to_params
 
 __all__ = ["detect_umt5_config", "expected_torch_shapes", "is_umt5_state", "params_to_torch", "to_original_naming",
            "torch_to_params"]
@@ -56,31 +57,9 @@ def torch_to_params(state: dict[str, np.ndarray], cfg: UMT5Config, source: str =
     `dtype` None keeps the checkpoint's (most common) dtype, so bf16 stays bit-exact."""
     check_state_dict(state, cfg, source)
     dtype = np.dtype(dtype) if dtype is not None else common_dtype(state)
-    params: dict[str, Any] = {}
-    for entry in umt5_table(cfg):
-        if entry.per_block:
-            value = np.stack([entry.transform.to_jax(state[entry.torch_key.format(i=i)])
-                              for i in range(cfg.num_layers)])
-        else:
-            value = entry.transform.to_jax(state[entry.torch_key])
-        node = params
-        for part in entry.jax_path[:-1]:
-            node = node.setdefault(part, {})
-        node[entry.jax_path[-1]] = value.astype(dtype, copy=False)
-    return params
+    return state_to_params(state, umt5_table(cfg), cfg.num_layers, dtype)
 
 
 def params_to_torch(params: dict[str, Any], cfg: UMT5Config) -> dict[str, np.ndarray]:
     """Inverse of `torch_to_params`: an original-naming state dict (Wan2.1 / DiffSynth load it)."""
-    state = {}
-    for entry in umt5_table(cfg):
-        value = params
-        for part in entry.jax_path:
-            value = value[part]
-        value = np.asarray(value)
-        if entry.per_block:
-            for i in range(cfg.num_layers):
-                state[entry.torch_key.format(i=i)] = entry.transform.to_torch(value[i])
-        else:
-            state[entry.torch_key] = entry.transform.to_torch(value)
-    return state
+    return params_to_state(params, umt5_table(cfg), cfg.num_layers)

@@ -15,6 +15,7 @@ from convert.dit import common_dtype
 from convert.keymap_vae import detect_vae_config, diffusers_vae_to_original, is_diffusers_vae, vae_table
 from convert.keymap_wan import strip_wrapper_prefixes
 from convert.state_dict_io import ConversionError, check_keys, leaves, read_state_dict, write_safetensors
+from convert.tables import params_to_state, state_to_params
 
 
 def expected_torch_shapes(cfg: VAEConfig) -> dict[str, tuple[int, ...]]:
@@ -38,24 +39,12 @@ def torch_to_params(state: dict[str, np.ndarray], cfg: VAEConfig, source: str = 
     """Original-naming state dict -> nested dict matching `nnx.state(WanVAE(cfg), nnx.Param).to_pure_dict()`."""
     check_state_dict(state, cfg, source)
     dtype = np.dtype(dtype) if dtype is not None else common_dtype(state)
-    params: dict[Any, Any] = {}
-    for entry in vae_table(cfg):
-        node = params
-        for part in entry.jax_path[:-1]:
-            node = node.setdefault(part, {})
-        node[entry.jax_path[-1]] = entry.transform.to_jax(state[entry.torch_key]).astype(dtype, copy=False)
-    return params
+    return state_to_params(state, vae_table(cfg), 0, dtype)
 
 
 def params_to_torch(params: dict[Any, Any], cfg: VAEConfig) -> dict[str, np.ndarray]:
     """Inverse of `torch_to_params`: an original-naming state dict (`Wan2.1_VAE.pth` layout)."""
-    state = {}
-    for entry in vae_table(cfg):
-        value = params
-        for part in entry.jax_path:
-            value = value[part]
-        state[entry.torch_key] = entry.transform.to_torch(np.asarray(value))
-    return state
+    return params_to_state(params, vae_table(cfg), 0)
 
 
 def convert_vae(src: str | Path, dst: str | Path, *, dtype: str | None = None, log=print, state=None,
