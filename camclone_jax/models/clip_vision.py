@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
+from typing import ClassVar
 
 import einops
 import jax
@@ -29,6 +29,7 @@ from jaxtyping import Array, Float
 from camclone_jax import axes
 from camclone_jax.models.attention import dot_product_attention
 from camclone_jax.models.layers import LayerNorm, Linear, param
+from camclone_jax.models.model_config import NamedConfig
 from camclone_jax.sharding import constrain
 
 F32 = jnp.float32
@@ -38,7 +39,10 @@ BICUBIC_A = -0.75  # PyTorch's (and OpenCV's) cubic convolution constant; PIL an
 
 
 @dataclasses.dataclass(frozen=True)
-class CLIPVisionConfig:
+class CLIPVisionConfig(NamedConfig):
+    MODEL: ClassVar[str] = "clip_vision"
+    DESCRIPTION: ClassVar[str] = "CLIP vision tower"
+
     image_size: int = 224
     patch_size: int = 14
     dim: int = 1280
@@ -74,24 +78,6 @@ class CLIPVisionConfig:
     @property
     def mlp_dim(self) -> int:
         return self.dim * self.mlp_ratio
-
-    def replace(self, **changes) -> "CLIPVisionConfig":
-        return dataclasses.replace(self, **changes)
-
-    def to_json(self) -> str:
-        return json.dumps({"model": "clip_vision", **dataclasses.asdict(self)}, indent=2)
-
-    @classmethod
-    def from_json(cls, text: str) -> "CLIPVisionConfig":
-        fields = json.loads(text)
-        model = fields.pop("model", None)
-        if model != "clip_vision":
-            raise ValueError(f"config.json does not describe a CLIP vision tower (\"model\" is {model!r}, "
-                             "expected \"clip_vision\")")
-        known = {f.name for f in dataclasses.fields(cls)}
-        if unknown := set(fields) - known:
-            raise ValueError(f"unknown CLIPVisionConfig fields {sorted(unknown)}")
-        return cls(**fields)
 
 
 def clip_vit_h_14() -> CLIPVisionConfig:

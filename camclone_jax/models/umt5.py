@@ -16,9 +16,8 @@ Blocks are stacked on a leading `layers` axis and run with `lax.scan`, as in `Wa
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-from typing import Any
+from typing import ClassVar
 
 import einops
 import jax
@@ -29,13 +28,17 @@ from jaxtyping import Array, Float, Int
 
 from camclone_jax import axes
 from camclone_jax.models.layers import ones, param
+from camclone_jax.models.model_config import NamedConfig
 from camclone_jax.sharding import constrain
 
 F32 = jnp.float32
 
 
 @dataclasses.dataclass(frozen=True)
-class UMT5Config:
+class UMT5Config(NamedConfig):
+    MODEL: ClassVar[str] = "umt5"
+    DESCRIPTION: ClassVar[str] = "umT5 text encoder"
+
     vocab_size: int = 256384
     dim: int = 4096
     dim_attn: int = 4096  # N * D
@@ -65,22 +68,6 @@ class UMT5Config:
     @property
     def jnp_dtype(self):
         return jnp.dtype(self.dtype)
-
-    def replace(self, **changes: Any) -> "UMT5Config":
-        return dataclasses.replace(self, **changes)
-
-    def to_json(self) -> str:
-        return json.dumps({"model": "umt5", **dataclasses.asdict(self)}, indent=2)
-
-    @classmethod
-    def from_json(cls, text: str) -> "UMT5Config":
-        fields = json.loads(text)
-        if fields.pop("model", None) != "umt5":
-            raise ValueError("config.json does not describe a umT5 text encoder (no \"model\": \"umt5\")")
-        known = {f.name for f in dataclasses.fields(cls)}
-        if unknown := set(fields) - known:
-            raise ValueError(f"unknown UMT5Config fields in config.json: {sorted(unknown)}")
-        return cls(**fields)
 
 
 def umt5_xxl() -> UMT5Config:

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
-from functools import partial
+from typing import ClassVar
 
 import einops
 import jax
@@ -27,8 +26,9 @@ import numpy as np
 from flax import nnx
 from jaxtyping import Array, Float
 
-from camclone_jax.models.vae_tiling import tiled_apply
+from camclone_jax.models.model_config import NamedConfig
 from camclone_jax.models.vae_blocks import AttentionBlock, CausalConv3d, Resample, ResidualBlock, RMSNorm
+from camclone_jax.models.vae_tiling import tiled_apply
 
 # Per-channel statistics of Wan2.1 latents (spec wan.md 5.6); encode subtracts the mean and divides by std.
 LATENTS_MEAN = (-0.7571, -0.7089, -0.9113, 0.1075, -0.1745, 0.9653, -0.1517, 1.5508,
@@ -39,7 +39,10 @@ TIME_STRIDE, SPACE_STRIDE = 4, 8
 
 
 @dataclasses.dataclass(frozen=True)
-class VAEConfig:
+class VAEConfig(NamedConfig):
+    MODEL: ClassVar[str] = "wan_vae"
+    DESCRIPTION: ClassVar[str] = "Wan VAE"
+
     dim: int = 96
     z_dim: int = 16
     dim_mult: tuple[int, ...] = (1, 2, 4, 4)
@@ -61,21 +64,6 @@ class VAEConfig:
     @property
     def temporal_upsample(self) -> tuple[bool, ...]:
         return self.temporal_downsample[::-1]
-
-    def replace(self, **changes) -> "VAEConfig":
-        return dataclasses.replace(self, **changes)
-
-    def to_json(self) -> str:
-        return json.dumps({"model": "wan_vae", **dataclasses.asdict(self)}, indent=2)
-
-    @classmethod
-    def from_json(cls, text: str) -> "VAEConfig":
-        fields = json.loads(text)
-        if fields.pop("model", None) != "wan_vae":
-            raise ValueError("config.json does not describe a Wan VAE (no \"model\": \"wan_vae\")")
-        fields["dim_mult"] = tuple(fields["dim_mult"])
-        fields["temporal_downsample"] = tuple(fields["temporal_downsample"])
-        return cls(**fields)
 
 
 def wan_vae() -> VAEConfig:
@@ -261,7 +249,8 @@ def encode(vae: WanVAE, video: Float[Array, "B T H W 3"], *, tile_size: tuple[in
     check_video(video)
     if tile_size is None:
         return _encode(vae, video)
-    return jnp.asarray(tiled_apply(partial(_encode, vae), video, tile_size, tile_stride, scale=1 / SPACE_STRIDE,
+    run_tile = functools.partial(_encode_split, *nnx.split(vae))
+    return jnp.asarray(tiled_apply(run_tile, video, tile_size, tile_stride, scale=1 / SPACE_STRIDE,
                                    out_channels=vae.config.z_dim, out_frames=num_latent_frames(video.shape[1]),
                                    desc="VAE encode tiles", progress=progress))
 
@@ -273,9 +262,10 @@ def decode(vae: WanVAE, latents: Float[Array, "B F h w C"], *, tile_size: tuple[
     check_latents(latents, vae.config.z_dim)
     if tile_size is None:
         return _decode(vae, latents)
-    video = tiled_apply(partial(_decode, vae, clamp=False), latents, tile_size, tile_stride, scale=SPACE_STRIDE,
-                        out_channels=3, out_frames=num_video_frames(latents.shape[1]), desc="VAE decode tiles",
-                        progress=progress)
+    graphdef, state = nnx.split(vae)
+    run_tile = lambda tile: _decode_split(graphdef, state, tile, False)  # blended tiles are clamped once, at the end
+    video = tiled_apply(run_tile, latents, tile_size, tile_stride, scale=SPACE_STRIDE, out_channels=3,
+                        out_frames=num_video_frames(latents.shape[1]), desc="VAE decode tiles", progress=progress)
     return jnp.asarray(np.clip(video, -1.0, 1.0))
 
 

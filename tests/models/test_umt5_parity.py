@@ -77,6 +77,7 @@ def test_matches_diffsynth_wan_text_encoder(tmp_path):
     oracles.randomize_(ref.eval(), seed=2)
     oracles.save_state_dict(ref, tmp_path / "models_t5_umt5-xxl-enc.safetensors")
     encoder = load_encoder(tmp_path / "models_t5_umt5-xxl-enc.safetensors")
+    assert encoder.config == cfg
     ids, mask = inputs(cfg.vocab_size, seed=1)
     with torch.no_grad():
         want = ref(torch.from_numpy(ids).long(), torch.from_numpy(mask))
