@@ -226,3 +226,13 @@ class CLIPVisionEncoder(nnx.Module):
 
         x, _ = jax.lax.scan(body, x, stacked)
         return x
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _encode_split(graphdef, state, images):
+    return nnx.merge(graphdef, state)(images)
+
+
+def encode_images(encoder: CLIPVisionEncoder, images: Float[Array, "B H W 3"]) -> Float[Array, "B T E"]:
+    """Jitted `encoder(images)` (over the split module, so no second copy of the weights is kept)."""
+    return _encode_split(*nnx.split(encoder), images)

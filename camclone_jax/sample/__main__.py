@@ -1,101 +1,221 @@
-"""`python -m camclone_jax.sample`: run a camera-control DiT denoising loop.
+"""python -m camclone_jax.sample: camera-controlled video generation with converted Wan2.1 checkpoints.
 
-Today this runs `--demo`: the CamCloneMaster V2V denoising loop (DiffSynth flow-matching Euler, shift 5, CFG on
-text) on a tiny random-weight DiT with procedurally generated reference / content latents, on the CPU in
-seconds. It writes the final latents to an .npz file. The full pipelines (VAE encode/decode, umT5, CLIP, mp4
-output, every mode) come with the sampling issue; until then there is no pixel output.
+Tasks (each is a sub-command with its own --help):
+  camclone  CamCloneMaster: clone the camera motion of --ref-video. V2V when --content-video is given (re-shoot
+            that content with the reference's camera), I2V when only --image is given (animate the image).
+  recam     ReCamMaster: re-shoot --source-video along --trajectory: a preset 1-10 (1 pan right, 2 pan left,
+            3 tilt up, 4 tilt down, 5 zoom in, 6 zoom out, 7 translate up, 8 translate down, 9 arc left,
+            10 arc right), a camera JSON in the MultiCamVideo format (+ --camera), or a spec such as
+            "pan:20", "orbit:30+zoom:0.5", "translate:0.5,0,0" (degrees, metres). Needs the full clip.
+            Also writes <output>_cameras.png, a plot of the trajectory.
+  syncam    SynCamMaster: one prompt, --views az | el | dis (two synchronised cameras 30 deg apart in azimuth,
+            20 deg in elevation, or 0.5 m apart in distance); the views are written side by side, plus a plot.
+  t2v       Wan2.1 text-to-video.
+  i2v       Wan2.1 image-to-video from --image (Wan I2V weights, or CamCloneMaster weights without references).
+
+Checkpoints are folders made by `python -m convert` (see its --help): --models DIR with dit/ vae/ umt5/ clip/
+(and the umT5 tokenizer's spiece.model in umt5/ or DIR/), or each with --dit, --vae, --text-encoder,
+--tokenizer, --clip. The DiT variant must fit the task (e.g. recam needs ReCamMaster weights).
+
+Defaults follow upstream: 480x832, 81 frames, Wan's Chinese negative prompt, text-only guidance 5.0, seed 0;
+the camera tasks sample with DiffSynth's Euler (50 steps, shift 5) and tiled VAE, t2v/i2v with UniPC (t2v 50
+steps shift 5; i2v 40 steps shift 3). Videos are written as H.264 mp4 at 30 fps (upstream's choice).
+
+Without any download:  python -m camclone_jax.sample --demo   (tiny random-weight models, see --demo below)
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-from flax import nnx
-from tqdm import tqdm
 
-from camclone_jax.models import DiTConfig, WanDiT
-from camclone_jax.sample.schedulers import diffsynth_sigmas
+from camclone_jax.sample import camera
+from camclone_jax.sample.denoise import SOLVERS, Sampler
+from camclone_jax.sample.tasks import DEFAULT_SAMPLERS, TASKS, Inputs, plot_path
+
+EPILOG = """examples:
+  python -m camclone_jax.sample --demo
+  python -m camclone_jax.sample camclone --models ckpt/camclone --ref-video ref.mp4 --content-video content.mp4 \\
+      --prompt "a red car on a coastal road" --output out/camclone.mp4 --side-by-side
+  python -m camclone_jax.sample camclone --models ckpt/camclone --ref-video ref.mp4 --image first.png \\
+      --prompt "..." --output out/camclone_i2v.mp4
+  python -m camclone_jax.sample recam --models ckpt/recam --source-video src.mp4 --trajectory 9 --prompt "..."
+  python -m camclone_jax.sample recam --models ckpt/recam --source-video src.mp4 --trajectory "orbit:30+zoom:0.5"
+  python -m camclone_jax.sample syncam --models ckpt/syncam --views az --prompt "an elephant walking"
+  python -m camclone_jax.sample t2v --models ckpt/wan_t2v_1_3b --prompt "a cat surfing" --frames 49
+"""
 
 
-def moving_pattern(frames: int, height: int, width: int, shift: tuple[float, float], seed: int) -> np.ndarray:
-    """Latent-shaped stripes that translate by `shift` latent pixels per frame: a stand-in for a panning
-    camera, [F, H, W, 16]."""
-    rng = np.random.default_rng(seed)
-    freq = rng.uniform(0.3, 0.9, size=(16, 2))
-    phase = rng.uniform(0, 2 * np.pi, size=16)
-    f, i, j = np.meshgrid(np.arange(frames), np.arange(height), np.arange(width), indexing="ij")
-    y, x = i[..., None] + shift[0] * f[..., None], j[..., None] + shift[1] * f[..., None]
-    return np.sin(freq[:, 0] * y + freq[:, 1] * x + phase).astype(np.float32)
+class CLIError(Exception):
+    """A user-facing problem: printed as one line, exit code 2."""
 
 
-def demo(args) -> Path:
-    cfg = DiTConfig.tiny("camclone")
-    print("camclone_jax demo: CamCloneMaster V2V denoising loop on a TINY RANDOM-WEIGHT DiT.")
-    print("The weights are untrained, so the result is not a meaningful video; this shows the pipeline runs.")
-    model = WanDiT(cfg, rngs=nnx.Rngs(args.seed))
-    head = model.head.head.kernel  # a fresh head is zero (upstream init); give the demo a non-trivial one
-    head.set_value(jax.random.normal(jax.random.key(args.seed), head.shape) * 0.05)
-    frames, height, width = (args.frames - 1) // 4 + 1, args.height // 8, args.width // 8
-    reference = moving_pattern(frames, height, width, (0.0, 1.0), args.seed + 1)  # pans right
-    content = moving_pattern(frames, height, width, (0.5, 0.0), args.seed + 2)
-    cond = jnp.asarray(np.concatenate([reference, content])[None])
-    rng = np.random.default_rng(args.seed)
-    y = np.zeros((1, frames, height, width, 20), np.float32)
-    y[:, 0, ..., :4] = 1.0  # I2V mask: first latent frame known
-    y[:, ..., 4:] = content[None, :1]
-    clip = jnp.asarray(rng.standard_normal((1, cfg.num_image_tokens, cfg.image_dim)), jnp.float32)
-    text = jnp.asarray(rng.standard_normal((2, 16, cfg.text_dim)), jnp.float32)  # [prompt, negative prompt]
-    latents = jnp.asarray(rng.standard_normal((1, frames, height, width, 16)), jnp.float32)
-    sigmas = diffsynth_sigmas(args.steps)
+def _common(parser: argparse.ArgumentParser, task: str) -> None:
+    sampler = DEFAULT_SAMPLERS[task]
+    ckpt = parser.add_argument_group("checkpoints (folders made by `python -m convert`)")
+    ckpt.add_argument("--models", metavar="DIR", help="folder with dit/ vae/ umt5/ clip/ sub-folders")
+    ckpt.add_argument("--dit", metavar="DIR", help="converted DiT (default: DIR/dit)")
+    ckpt.add_argument("--vae", metavar="DIR", help="converted Wan2.1 VAE (default: DIR/vae)")
+    ckpt.add_argument("--text-encoder", metavar="DIR", help="converted umT5-XXL (default: DIR/umt5)")
+    ckpt.add_argument("--tokenizer", metavar="PATH",
+                      help="google/umt5-xxl spiece.model or its folder (default: found in the umT5 folder or DIR)")
+    if task in ("i2v", "camclone"):
+        ckpt.add_argument("--clip", metavar="DIR", help="converted CLIP ViT-H/14 (default: DIR/clip)")
+    gen = parser.add_argument_group("generation")
+    gen.add_argument("--prompt", required=True, help="what the video shows")
+    gen.add_argument("--negative-prompt", default=None,
+                     help="default: Wan's Chinese base negative prompt (i2v: with '镜头晃动，' in front), as upstream")
+    gen.add_argument("--frames", type=int, default=81, help="frames, of the form 4k+1 (default 81)")
+    gen.add_argument("--height", type=int, default=480, help="divisible by 16 (default 480)")
+    gen.add_argument("--width", type=int, default=832, help="divisible by 16 (default 832)")
+    gen.add_argument("--steps", type=int, default=sampler.steps, help=f"denoising steps (default {sampler.steps})")
+    gen.add_argument("--solver", choices=sorted(SOLVERS), default=sampler.solver,
+                     help="; ".join(f"{k}: {v}" for k, v in SOLVERS.items()) + f" (default {sampler.solver})")
+    gen.add_argument("--shift", type=float, default=sampler.shift, help=f"sigma shift (default {sampler.shift})")
+    gen.add_argument("--cfg-scale", type=float, default=sampler.cfg_scale,
+                     help="text classifier-free guidance; 1 disables the unconditional pass (default 5.0)")
+    gen.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    gen.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                     help="compute dtype of the networks (bfloat16 on GPU/TPU; default float32)")
+    gen.add_argument("--no-tiling", action="store_true",
+                     help="encode/decode whole frames instead of upstream's (30, 52)-latent VAE tiles")
+    out = parser.add_argument_group("output")
+    out.add_argument("--output", default=f"out/{task}.mp4", help=f"mp4 to write (default out/{task}.mp4)")
+    out.add_argument("--fps", type=int, default=30, help="frame rate of the mp4 (default 30, as upstream)")
+    out.add_argument("--side-by-side", action="store_true",
+                     help="write the inputs beside the result (camclone: camera ref | content | result; recam: "
+                          "source | result; i2v: first frame | result)")
+    out.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    graphdef, state = nnx.split(model)
 
-    @jax.jit
-    def euler_step(latents, sigma, next_sigma):
-        batch = lambda a: jnp.concatenate([a, a])  # conditional and unconditional passes in one forward
-        velocity = nnx.merge(graphdef, state)(batch(latents), jnp.full((2,), sigma * 1000.0), text, y=batch(y),
-                                             clip_feature=batch(clip), cond_latents=batch(cond))
-        guided = velocity[1] + args.cfg_scale * (velocity[0] - velocity[1])
-        return latents + guided[None] * (next_sigma - sigma)
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m camclone_jax.sample", description=__doc__, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--demo", action="store_true",
+                        help="run the built-in CamCloneMaster V2V demo on tiny RANDOM-WEIGHT models with procedural "
+                             "videos (no download, about a minute on a CPU); writes out/demo.mp4")
+    parser.add_argument("--demo-output", default="out/demo.mp4", help="where --demo writes its video")
+    tasks = parser.add_subparsers(dest="task", metavar="TASK")
+    helps = {"camclone": "CamCloneMaster: clone the camera motion of a reference video (V2V or I2V)",
+             "recam": "ReCamMaster: re-shoot a video along a new camera trajectory",
+             "syncam": "SynCamMaster: synchronised multi-view generation",
+             "t2v": "Wan2.1 text-to-video", "i2v": "Wan2.1 image-to-video"}
+    for task in TASKS:
+        sub = tasks.add_parser(task, help=helps[task], description=helps[task] + ".",
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+        if task == "camclone":
+            sub.add_argument("--ref-video", required=True, help="the video whose camera motion is cloned")
+            sub.add_argument("--content-video", help="V2V: the content to re-shoot (omit for I2V)")
+            sub.add_argument("--image", help="first frame (I2V; in V2V it overrides the content video's frame 0)")
+        elif task == "recam":
+            sub.add_argument("--source-video", required=True, help="the video to re-shoot (at least --frames long)")
+            sub.add_argument("--trajectory", required=True,
+                             help="preset 1-10, a camera JSON path, or a spec like 'pan:20' / 'orbit:30+zoom:0.5'")
+            sub.add_argument("--camera", help="camera key in the JSON (e.g. 3 or cam03) when it holds several")
+        elif task == "syncam":
+            sub.add_argument("--views", choices=sorted(camera.SYNCAM_PRESETS), default="az",
+                             help="camera pair: az (30 deg azimuth), el (20 deg elevation), dis (0.5 m back)")
+        elif task == "i2v":
+            sub.add_argument("--image", required=True, help="first frame")
+        _common(sub, task)
+    return parser
+
+
+def read_inputs(args) -> tuple[Inputs, np.ndarray | None]:
+    """Loads and checks the task's videos, images and cameras -> (inputs, camera poses to plot or None)."""
+    from camclone_jax.sample.video import read_image, read_video
+
+    size = dict(height=args.height, width=args.width)
+    video = lambda path, short: read_video(path, num_frames=args.frames, short=short, **size)
+    inputs = Inputs(prompt=args.prompt, negative_prompt=args.negative_prompt)
+    poses = None
+    if getattr(args, "image", None):
+        inputs.image = read_image(args.image, **size)
+    if args.task == "camclone":
+        inputs.ref_video = video(args.ref_video, "pad")  # CameraClone clips have 77 frames: upstream pads
+        if args.content_video:
+            inputs.content_video = video(args.content_video, "pad")
+        elif not args.image:
+            raise CLIError("camclone needs --content-video (V2V) or --image (I2V)")
+    elif args.task == "recam":
+        poses = camera.recam_trajectory(args.trajectory, args.camera, num_frames=args.frames)
+        inputs.cam_emb = camera.recam_embedding(poses)
+        inputs.source_video = video(args.source_video, "error")
+    elif args.task == "syncam":
+        inputs.cam_emb = camera.syncam_preset(args.views, num_frames=args.frames)
+        poses = camera.syncam_view_poses(args.views)
+    return inputs, poses
+
+
+def run_task(args) -> list[Path]:
+    from camclone_jax.sample.checkpoints import CheckpointPaths, check_checkpoints, load_models
+    from camclone_jax.sample.tasks import check_inputs, generate
+
+    sampler = Sampler(args.solver, args.steps, args.shift, args.cfg_scale)
+    paths = CheckpointPaths.resolve(args.models, dit=args.dit, vae=args.vae, text_encoder=args.text_encoder,
+                                    tokenizer=args.tokenizer, clip=getattr(args, "clip", None))
+    check_checkpoints(args.task, paths)
+    inputs, poses = read_inputs(args)
+    check_inputs(args.task, inputs, args.frames, args.height, args.width)
+    output = Path(args.output)
+    if output.suffix.lower() != ".mp4":
+        raise CLIError(f"--output must end in .mp4, got {output}")
 
     start = time.perf_counter()
-    for k in tqdm(range(args.steps), desc="denoising", unit="step"):
-        latents = euler_step(latents, sigmas[k], sigmas[k + 1])
-    latents = np.asarray(latents)
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, latents=latents, reference=reference, content=content, sigmas=sigmas)
-    print(f"{args.steps} steps in {time.perf_counter() - start:.1f} s; latents {latents.shape}, "
-          f"mean {latents.mean():+.3f}, std {latents.std():.3f}, finite {bool(np.isfinite(latents).all())}")
-    print(f"wrote {out}")
-    return out
+    models = load_models(args.task, paths, dtype=args.dtype)
+    print(f"loaded {models.variant} models in {time.perf_counter() - start:.1f} s")
+    start = time.perf_counter()
+    videos = generate(models, args.task, inputs, num_frames=args.frames, height=args.height, width=args.width,
+                      sampler=sampler, seed=args.seed, tiled=not args.no_tiling, progress=not args.quiet)
+    print(f"generated {videos.shape[0]} x {videos.shape[1]} frames of {args.height}x{args.width} in "
+          f"{time.perf_counter() - start:.1f} s")
+    return write_outputs(args, inputs, videos, poses)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m camclone_jax.sample", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--demo", action="store_true", help="run the built-in tiny random-weight demo (no downloads)")
-    parser.add_argument("--steps", type=int, default=10, help="denoising steps (upstream uses 50)")
-    parser.add_argument("--cfg-scale", type=float, default=5.0, help="text classifier-free guidance scale")
-    parser.add_argument("--frames", type=int, default=17, help="pixel frames, of the form 4k+1")
-    parser.add_argument("--height", type=int, default=64, help="pixel height, divisible by 16")
-    parser.add_argument("--width", type=int, default=96, help="pixel width, divisible by 16")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output", default="out/demo_latents.npz", help="where to write the latents")
+def write_outputs(args, inputs: Inputs, videos: np.ndarray, poses: np.ndarray | None) -> list[Path]:
+    from camclone_jax.sample.plot import plot_cameras
+    from camclone_jax.sample.video import side_by_side, write_video
+
+    frames = videos.shape[1]
+    result = side_by_side(*videos)  # syncam: the views next to each other, as upstream merges them
+    if args.side_by_side:
+        still = lambda image: np.repeat(image[None], frames, axis=0)
+        panels = {"camclone": [inputs.ref_video, inputs.content_video if inputs.content_video is not None
+                               else still(inputs.image)],
+                  "recam": [inputs.source_video], "i2v": [None if inputs.image is None else still(inputs.image)]}
+        result = side_by_side(*[p for p in panels.get(args.task, []) if p is not None], result)
+    written = [Path(write_video(args.output, result, fps=args.fps))]
+    if poses is not None:
+        labels = [f"view {i}" for i in range(len(poses))] if args.task == "syncam" else None
+        title = (f"ReCamMaster trajectory {args.trajectory}" if args.task == "recam"
+                 else f"SynCamMaster views '{args.views}' (relative to view 0)")
+        written.append(Path(plot_cameras(poses, plot_path(args.output), title=title, labels=labels)))
+    for path in written:
+        print(f"wrote {path}")
+    return written
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
-    if (args.frames - 1) % 4:
-        parser.error(f"--frames must be of the form 4k+1 (e.g. 17, 81), got {args.frames}")
-    if args.height % 16 or args.width % 16:
-        parser.error(f"--height and --width must be divisible by 16, got {args.height}x{args.width}")
-    if not args.demo:
-        parser.error("only --demo is available so far; the checkpoint-driven modes arrive with the sampling issue")
-    demo(args)
+    if args.demo == bool(args.task):
+        parser.error("give either --demo or a task (camclone, recam, syncam, t2v, i2v); see --help")
+    try:
+        if args.demo:
+            from camclone_jax.sample.demo import run_demo
+
+            run_demo(args.demo_output)
+        else:
+            run_task(args)
+    except (CLIError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

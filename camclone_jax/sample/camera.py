@@ -255,21 +255,36 @@ def trajectory_from_spec(spec: str, num_frames: int = RECAM_NUM_FRAMES) -> np.nd
     return np.stack(poses)
 
 
-def recam_cam_emb(trajectory: int | str | Path, camera: int | str | None = None,
-                  num_frames: int = RECAM_NUM_FRAMES, stride: int = LATENT_STRIDE) -> np.ndarray:
-    """ReCamMaster `cam_emb` [F, 12] float32 (F = 21 for 81 frames), relative to the trajectory's frame 0.
+def recam_trajectory(trajectory: int | str | Path, camera: int | str | None = None,
+                     num_frames: int | None = None) -> np.ndarray:
+    """Target camera-to-world poses [T, 4, 4] (OpenCV, metres) of a ReCamMaster trajectory.
 
     `trajectory`: a preset id 1-10 (int or digit string), a path to a camera JSON (then `camera`, e.g. 3 or
-    "cam03", picks the camera; it may be omitted when the file holds one camera; the JSON's own frame count
-    is used), or a spec string (module doc)."""
+    "cam03", picks the camera; it may be omitted when the file holds one camera; its first `num_frames` frames
+    are used, all of them when None), or a spec string (module doc). T = num_frames, default 81."""
+    if num_frames is None and not str(trajectory).lower().endswith(".json"):
+        num_frames = RECAM_NUM_FRAMES
     if isinstance(trajectory, (int, np.integer)) or (isinstance(trajectory, str) and trajectory.strip().isdigit()):
-        return recam_embedding(recam_preset_trajectory(int(trajectory), num_frames), stride=stride)
+        return recam_preset_trajectory(int(trajectory), num_frames)
     path = Path(trajectory)
     if isinstance(trajectory, Path) or path.suffix.lower() == ".json":
         if camera is None:
             camera = _only_camera(path)
-        return recam_embedding(load_camera_json(path, camera, RECAM_DIVISOR), stride=stride)
-    return recam_embedding(trajectory_from_spec(trajectory, num_frames), stride=stride)
+        c2ws = load_camera_json(path, camera, RECAM_DIVISOR)
+        if num_frames is None:
+            return c2ws
+        if len(c2ws) < num_frames:
+            raise ValueError(f"camera JSON {path} has {len(c2ws)} frames for {camera_key(camera)}, but the video "
+                             f"has {num_frames}")
+        return c2ws[:num_frames]
+    return trajectory_from_spec(trajectory, num_frames)
+
+
+def recam_cam_emb(trajectory: int | str | Path, camera: int | str | None = None,
+                  num_frames: int | None = None, stride: int = LATENT_STRIDE) -> np.ndarray:
+    """ReCamMaster `cam_emb` [F, 12] float32 (F = 21 for 81 frames), relative to the trajectory's frame 0;
+    `trajectory` and `camera` as in `recam_trajectory`."""
+    return recam_embedding(recam_trajectory(trajectory, camera, num_frames), stride=stride)
 
 
 def _only_camera(path: Path) -> str:
@@ -320,10 +335,16 @@ def syncam_embedding(view_c2ws: np.ndarray, stride: int = LATENT_STRIDE) -> np.n
     return pose_embedding(np.linalg.inv(view_c2ws[:1]) @ view_c2ws)
 
 
-def syncam_preset(name: str, num_frames: int = RECAM_NUM_FRAMES, stride: int = LATENT_STRIDE) -> np.ndarray:
-    """SynCamMaster cam_emb [2, F, 12] for `--cam_type az | el | dis` (view 0 = target = identity)."""
+def syncam_view_poses(name: str) -> np.ndarray:
+    """The two cameras of a SynCamMaster preset as OpenCV c2w [2, 4, 4] relative to view 0 (the target)."""
     if name not in SYNCAM_PRESETS:
         raise ValueError(f"unknown SynCamMaster preset {name!r}; expected one of {sorted(SYNCAM_PRESETS)}")
     cams = syncam_static_cameras()
     views = np.stack([ue_to_opencv(cams[i], SYNCAM_DIVISOR) for i in SYNCAM_PRESETS[name]])
+    return np.linalg.inv(views[:1]) @ views
+
+
+def syncam_preset(name: str, num_frames: int = RECAM_NUM_FRAMES, stride: int = LATENT_STRIDE) -> np.ndarray:
+    """SynCamMaster cam_emb [2, F, 12] for `--cam_type az | el | dis` (view 0 = target = identity)."""
+    views = syncam_view_poses(name)  # relative poses embed the same as the absolute ones
     return syncam_embedding(np.repeat(views[:, None], num_frames, axis=1), stride)

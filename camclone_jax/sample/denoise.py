@@ -1,0 +1,138 @@
+"""The denoising loop shared by every task: guided DiT velocity + a flow-matching solver, compiled once.
+
+    latents = denoise(dit, noise, text, negative_text, Sampler("euler", steps=50, shift=5.0, cfg_scale=5.0),
+                      y=..., clip_feature=..., cond_latents=..., cam_emb=..., num_views=1)
+
+Shapes (channels last): noise / latents [B, F, h, w, 16]; text, negative_text [B, S, text_dim] (S <= 512, zero past
+each prompt's length); the condition arrays as `WanDiT.__call__` takes them, batch B. With SynCamMaster, B is
+samples x views and the text is repeated per view.
+
+Guidance is on the text only, as in every upstream pipeline: the conditional and unconditional passes share the
+image / video / camera conditions and run batched as one [2B] forward; `pred = uncond + g (cond - uncond)`.
+The step (forward + guidance + solver update) is one `jax.jit`, traced on the first step and reused for every
+later one: the step index is a traced argument and the solver tables are device arrays.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jaxtyping import Array, Float
+from tqdm import tqdm
+
+from camclone_jax.sample import schedulers
+
+SOLVERS = {
+    "euler": "DiffSynth flow-matching Euler (the camera repos: shift 5, 50 steps, model t = 1000 sigma)",
+    "unipc": "UniPC-bh2 on flow sigmas (Wan's own sampler; diffusers UniPCMultistepScheduler, int timesteps)",
+    "flow_euler": "diffusers FlowMatchEulerDiscreteScheduler (shift applied twice, as diffusers does)",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Sampler:
+    """Solver, step count, sigma shift and text guidance scale (upstream camera repos: euler, 50, 5.0, 5.0)."""
+
+    solver: str = "euler"
+    steps: int = 50
+    shift: float = 5.0
+    cfg_scale: float = 5.0
+
+    def __post_init__(self):
+        if self.solver not in SOLVERS:
+            raise ValueError(f"unknown solver {self.solver!r}; choose one of {sorted(SOLVERS)}")
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.shift <= 0:
+            raise ValueError(f"shift must be > 0, got {self.shift}")
+
+    @property
+    def guided(self) -> bool:
+        # As diffusers: a scale of 1 is the conditional prediction, so the unconditional pass is skipped.
+        return self.cfg_scale != 1.0
+
+    def schedule(self) -> tuple[np.ndarray, Any]:
+        """(model timesteps float32 [steps], the solver's initial state builder input)."""
+        if self.solver == "unipc":
+            sched = schedulers.unipc_schedule(self.steps, flow_shift=self.shift)
+            return sched.timesteps.astype(np.float32), sched
+        if self.solver == "flow_euler":
+            sigmas, steps = schedulers.flow_match_euler_sigmas(self.steps, shift=self.shift)
+            return steps.astype(np.float32), sigmas
+        sigmas = schedulers.diffsynth_sigmas(self.steps, shift=self.shift)
+        return schedulers.timesteps(sigmas), sigmas
+
+
+def _solver_init(sampler: Sampler, table, latents: Array):
+    if sampler.solver == "unipc":
+        return schedulers.unipc_init(table, latents)
+    return jnp.asarray(table, jnp.float32)  # Euler: the sigma grid is the whole state
+
+
+def _solver_update(solver: str, state, velocity: Array, k: Array, latents: Array):
+    if solver == "unipc":
+        return schedulers.unipc_step(state, velocity, k, latents)
+    return schedulers.euler_step(state, velocity, k, latents), state
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "solver", "guided", "num_views"),
+                   donate_argnames=("latents", "solver_state"))
+def _step(graphdef, params, latents, solver_state, k, timesteps, text, cfg_scale, conditions, *, solver: str,
+          guided: bool, num_views: int):
+    model = nnx.merge(graphdef, params)
+    batch = latents.shape[0]
+    twice = (lambda a: jnp.concatenate([a, a])) if guided else (lambda a: a)
+    x = twice(latents)
+    t = jnp.full((x.shape[0],), timesteps[k], jnp.float32)
+    velocity = model(x, t, text, num_views=num_views,
+                     **{name: twice(value) for name, value in conditions.items()})
+    if guided:
+        cond, uncond = velocity[:batch], velocity[batch:]
+        velocity = uncond + cfg_scale * (cond - uncond)
+    return _solver_update(solver, solver_state, velocity, k, latents)
+
+
+def denoise(dit, noise: Float[Array, "B F h w C"], text: Float[Array, "B S D"],
+            negative_text: Float[Array, "B S D"] | None, sampler: Sampler, *, num_views: int = 1,
+            progress: bool = True, **conditions: Array | None) -> Float[Array, "B F h w C"]:
+    """Runs `sampler.steps` guided solver steps from `noise` (sigma 1) to clean latents (float32).
+
+    `conditions`: y, clip_feature, cond_latents, cam_emb as the DiT variant needs them (None entries are dropped).
+    `negative_text` may be None only when `sampler.cfg_scale == 1`.
+    """
+    noise = jnp.asarray(noise, jnp.float32)
+    text = jnp.asarray(text, jnp.float32)
+    if text.shape[0] != noise.shape[0]:
+        raise ValueError(f"text batch {text.shape[0]} != latent batch {noise.shape[0]} (repeat the prompt per "
+                         "sample / view)")
+    if sampler.guided:
+        if negative_text is None:
+            raise ValueError(f"cfg_scale={sampler.cfg_scale} needs negative_text (or use cfg_scale 1)")
+        negative_text = jnp.asarray(negative_text, jnp.float32)
+        if negative_text.shape[0] != text.shape[0]:
+            raise ValueError(f"negative_text batch {negative_text.shape[0]} != text batch {text.shape[0]}")
+        width = max(text.shape[1], negative_text.shape[1])
+        pad = lambda a: jnp.pad(a, ((0, 0), (0, width - a.shape[1]), (0, 0)))
+        text = jnp.concatenate([pad(text), pad(negative_text)])
+    conditions = {name: jnp.asarray(value) for name, value in conditions.items() if value is not None}
+    timesteps, table = sampler.schedule()
+    graphdef, params = nnx.split(dit)
+    latents = jnp.array(noise, copy=True)  # the loop donates its latents; the caller keeps `noise`
+    state = _solver_init(sampler, table, latents)
+    timesteps = jnp.asarray(timesteps)
+    cfg_scale = jnp.float32(sampler.cfg_scale)
+    for k in tqdm(range(sampler.steps), desc=f"denoising ({sampler.solver})", unit="step", disable=not progress):
+        latents, state = _step(graphdef, params, latents, state, jnp.int32(k), timesteps, text, cfg_scale,
+                               conditions, solver=sampler.solver, guided=sampler.guided, num_views=num_views)
+    return latents
+
+
+def noise_like(seed: int, shape: tuple[int, ...]) -> Float[Array, "..."]:
+    """Seeded standard-normal float32 latents (reproducible across runs and machines for a given JAX PRNG)."""
+    return jax.random.normal(jax.random.key(seed), shape, jnp.float32)
