@@ -55,25 +55,26 @@ def tiny_models(tokenizer: PromptTokenizer, variant: str = "camclone", seed: int
                   tokenizer=tokenizer, clip=CLIPVisionEncoder(clip, rngs=rngs))
 
 
-def run_demo(output: str | Path = "out/demo.mp4", steps: int = 20, seed: int = 0) -> Path:
+def run_demo(output: str | Path = "out/demo.mp4", steps: int = 20, seed: int = 0, frames: int = FRAMES,
+             height: int = HEIGHT, width: int = WIDTH, progress: bool = True) -> Path:
     output = Path(output)
     print("camclone_jax demo: CamCloneMaster V2V on TINY RANDOM-WEIGHT models (nothing is downloaded).")
     print("The weights are untrained, so the result is not a meaningful video; it shows the pipeline runs end "
           "to end: procedural videos -> VAE -> umT5 + CLIP -> DiT denoising -> VAE decode -> mp4.")
     start = time.perf_counter()
     inputs_dir = output.with_name(output.stem + "_inputs")
-    ref_path = make_test_video(inputs_dir / "camera_reference.mp4", FRAMES, HEIGHT, WIDTH, seed=seed + 1)
-    content_path = make_test_video(inputs_dir / "content.mp4", FRAMES, HEIGHT, WIDTH, seed=seed + 2)
-    size = dict(height=HEIGHT, width=WIDTH, num_frames=FRAMES)
+    ref_path = make_test_video(inputs_dir / "camera_reference.mp4", frames, height, width, seed=seed + 1)
+    content_path = make_test_video(inputs_dir / "content.mp4", frames, height, width, seed=seed + 2)
+    size = dict(height=height, width=width, num_frames=frames)
     inputs = Inputs(prompt=PROMPT, ref_video=read_video(ref_path, **size),
                     content_video=read_video(content_path, **size))
     with tempfile.TemporaryDirectory() as tmp:
         models = tiny_models(train_tokenizer(Path(tmp)), seed=seed)
-    videos = generate(models, "camclone", inputs, num_frames=FRAMES, height=HEIGHT, width=WIDTH,
-                      sampler=Sampler("euler", steps, 5.0, 5.0), seed=seed)
+    videos = generate(models, "camclone", inputs, sampler=Sampler("euler", steps, 5.0, 5.0), seed=seed,
+                      progress=progress, **size)
     result = videos[0]
     write_video(output, side_by_side(inputs.ref_video, inputs.content_video, result), fps=15)
-    print(f"{FRAMES} frames of {HEIGHT}x{WIDTH}, {steps} Euler steps, in {time.perf_counter() - start:.1f} s; "
+    print(f"{frames} frames of {height}x{width}, {steps} Euler steps, in {time.perf_counter() - start:.1f} s; "
           f"result mean {result.mean():+.3f}, std {result.std():.3f}, finite {bool(np.isfinite(result).all())}")
     print(f"wrote {output} (camera reference | content | result) and the inputs in {inputs_dir}/")
     return output

@@ -1,0 +1,77 @@
+"""The shared denoising loop: one compilation for the whole loop, text-only batched guidance, seeded noise,
+argument checks. (Parity of whole loops with diffusers is in test_pipeline_parity.py.)"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from camclone_jax.models import DiTConfig, WanDiT
+from camclone_jax.sample import denoise as denoise_module
+from camclone_jax.sample.denoise import Sampler, denoise, noise_like
+
+SHAPE = (1, 2, 4, 6, 16)
+
+
+@pytest.fixture(scope="module")
+def dit():
+    model = WanDiT(DiTConfig.tiny("t2v"), rngs=nnx.Rngs(0))
+    head = model.head.head.kernel  # upstream initialises the head to 0, which would make every velocity 0
+    head.set_value(jax.random.normal(jax.random.key(1), head.shape) * 0.1)
+    return model
+
+
+def texts(seed=0, batch=1):
+    rng = np.random.default_rng(seed)
+    text = rng.standard_normal((batch, 8, 32)).astype(np.float32)
+    return text, rng.standard_normal((batch, 8, 32)).astype(np.float32)
+
+
+@pytest.mark.parametrize("solver", ["euler", "unipc", "flow_euler"])
+def test_the_loop_compiles_once_and_moves_the_latents(dit, solver):
+    text, negative = texts()
+    noise = noise_like(0, SHAPE)
+    before = denoise_module._step._cache_size()
+    out = denoise(dit, noise, text, negative, Sampler(solver, steps=4, shift=3.0), progress=False)
+    assert denoise_module._step._cache_size() == before + 1  # traced on step 0, reused for steps 1-3
+    assert out.shape == SHAPE and np.isfinite(np.asarray(out)).all()
+    assert np.abs(np.asarray(out) - np.asarray(noise)).max() > 1e-2
+    np.testing.assert_array_equal(np.asarray(noise), np.asarray(noise_like(0, SHAPE)))  # the caller's noise survives
+
+
+def test_guidance_is_on_text_only(dit):
+    text, negative = texts(1)
+    noise = noise_like(3, SHAPE)
+    plain = denoise(dit, noise, text, None, Sampler("euler", 3, cfg_scale=1.0), progress=False)
+    # Same text in both branches: uncond + g (cond - uncond) = cond whatever g is.
+    same = denoise(dit, noise, text, text, Sampler("euler", 3, cfg_scale=7.0), progress=False)
+    np.testing.assert_allclose(np.asarray(same), np.asarray(plain), atol=1e-5)
+    guided = denoise(dit, noise, text, negative, Sampler("euler", 3, cfg_scale=7.0), progress=False)
+    assert np.abs(np.asarray(guided) - np.asarray(plain)).max() > 1e-3
+
+
+def test_batched_samples_are_independent(dit):
+    text, negative = texts(2, batch=2)
+    noise = noise_like(4, (2, *SHAPE[1:]))
+    both = denoise(dit, noise, text, negative, Sampler("euler", 2), progress=False)
+    one = denoise(dit, noise[1:], text[1:], negative[1:], Sampler("euler", 2), progress=False)
+    np.testing.assert_allclose(np.asarray(both[1:]), np.asarray(one), atol=1e-5)
+
+
+def test_seeded_noise_is_reproducible():
+    np.testing.assert_array_equal(np.asarray(noise_like(7, SHAPE)), np.asarray(noise_like(7, SHAPE)))
+    assert not np.array_equal(np.asarray(noise_like(7, SHAPE)), np.asarray(noise_like(8, SHAPE)))
+
+
+def test_bad_arguments_are_named(dit):
+    with pytest.raises(ValueError, match="unknown solver 'ddim'"):
+        Sampler("ddim")
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        Sampler(steps=0)
+    text, negative = texts(batch=2)
+    with pytest.raises(ValueError, match="text batch 2 != latent batch 1"):
+        denoise(dit, noise_like(0, SHAPE), text, negative, Sampler(steps=1), progress=False)
+    with pytest.raises(ValueError, match="needs negative_text"):
+        denoise(dit, noise_like(0, SHAPE), text[:1], None, Sampler(steps=1), progress=False)
