@@ -88,7 +88,7 @@ def _common(parser: argparse.ArgumentParser, task: str) -> None:
     out.add_argument("--fps", type=int, default=30, help="frame rate of the mp4 (default 30, as upstream)")
     out.add_argument("--side-by-side", action="store_true",
                      help="write the inputs beside the result (camclone: camera ref | content | result; recam: "
-                          "source | result; i2v: first frame | result)")
+                          "source | result; i2v: first frame | result; t2v and syncam have no input video)")
     out.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -184,10 +184,13 @@ def write_outputs(args, inputs: Inputs, videos: np.ndarray, poses: np.ndarray | 
     result = side_by_side(*videos)  # syncam: the views next to each other, as upstream merges them
     if args.side_by_side:
         still = lambda image: np.repeat(image[None], frames, axis=0)
-        panels = {"camclone": [inputs.ref_video, inputs.content_video if inputs.content_video is not None
-                               else still(inputs.image)],
-                  "recam": [inputs.source_video], "i2v": [None if inputs.image is None else still(inputs.image)]}
-        result = side_by_side(*[p for p in panels.get(args.task, []) if p is not None], result)
+        if args.task == "camclone":
+            content = inputs.content_video if inputs.content_video is not None else still(inputs.image)
+            result = side_by_side(inputs.ref_video, content, result)
+        elif args.task == "recam":
+            result = side_by_side(inputs.source_video, result)
+        elif args.task == "i2v":
+            result = side_by_side(still(inputs.image), result)
     written = [Path(write_video(args.output, result, fps=args.fps))]
     if poses is not None:
         labels = [f"view {i}" for i in range(len(poses))] if args.task == "syncam" else None
