@@ -5,9 +5,9 @@ content latents are concatenated after the noisy target on the frame axis, and o
 `self_attn` is trained.
 
 Train (one host, 8 GPUs):
-  python -m camclone_jax.train.loop --config configs/camclonemaster.py --workdir /tmp/camclonemaster
+  python -m camclone_jax.train --config configs/camclonemaster.py --workdir /tmp/camclonemaster
 Local smoke run (one device, batch 1, 5-frame 128x128 clips):
-  python -m camclone_jax.train.loop --config configs/camclonemaster.py:runlocal --workdir /tmp/camclone_local
+  python -m camclone_jax.train --config configs/camclonemaster.py:runlocal --workdir /tmp/camclone_local
 """
 
 import ml_collections
@@ -40,6 +40,7 @@ def get_config(arg=None):
     config.total_steps = 10 if arg.runlocal else 10_000  # not given upstream; set per run
     config.log_every = 1 if arg.runlocal else 50
     config.ckpt_every = 5 if arg.runlocal else 1_000
+    config.keep_checkpoints = 3
 
     # Upstream writes its videos at 30 fps although the data is 15 fps.
     config.sample = common.sample_block(num_steps=4 if arg.runlocal else 50, fps=30)

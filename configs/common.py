@@ -152,6 +152,9 @@ def optimizer_block(*, lr: float, trainable: tuple[str, ...] = (), b1: float = 0
     return ml_collections.ConfigDict({
         "name": "adamw", "lr": lr, "b1": b1, "b2": b2, "eps": eps, "weight_decay": weight_decay,
         "grad_clip_norm": grad_clip_norm, "warmup_steps": warmup_steps, "schedule": schedule,
+        "decay_steps": 0,  # cosine schedule only
+        "accumulate_steps": 1,  # micro-batches per update (optax.MultiSteps)
+        "ema_decay": 0.0,  # > 0 keeps an EMA of the trainable weights in the train state
         "trainable": tuple(trainable),
     })
 
@@ -159,6 +162,7 @@ def optimizer_block(*, lr: float, trainable: tuple[str, ...] = (), b1: float = 0
 def video_input_block(*, runlocal: bool, batch_size: int) -> ml_collections.ConfigDict:
     """Clip shape of every full-size config: upstream's 81 frames at 480x832, or a 5-frame 128x128 local run."""
     block = ml_collections.ConfigDict()
+    block.data = ""  # folder of latent shards from `python -m camclone_jax.train.precompute`
     block.batch_size = 1 if runlocal else batch_size  # global
     block.num_frames = 5 if runlocal else 81  # 4k+1 pixel frames -> k+1 latent frames (21 for 81)
     block.height = 128 if runlocal else 480  # pixels; multiple of 16 (VAE /8, patch /2): latent 60
@@ -169,7 +173,12 @@ def video_input_block(*, runlocal: bool, batch_size: int) -> ml_collections.Conf
 def flow_block() -> ml_collections.ConfigDict:
     """Training noise: DiffSynth's FlowMatchScheduler (shift 5, sigma_min 0) on a 1000-step grid, t uniform on
     the grid, loss weighted by its bell-shaped "bsmntw" training weight."""
-    return ml_collections.ConfigDict(dict(num_train_timesteps=1000, shift=5.0, weighting="bsmntw"))
+    return ml_collections.ConfigDict(dict(
+        num_train_timesteps=1000, shift=5.0, weighting="bsmntw",  # "none": unweighted MSE
+        timestep_sampling="grid",  # or "logit_normal": sigma = shift(sigmoid(n)), n ~ N(0, 1)
+        per_sample_timesteps=False,  # upstream: one t per optimiser step, shared by the batch
+        bf16_timesteps=True,  # upstream rounds t to bf16 before the lookups and the time embedding
+    ))
 
 
 def sample_block(*, num_steps: int, fps: int, cfg_scale: float = 5.0, shift: float = 5.0) -> ml_collections.ConfigDict:

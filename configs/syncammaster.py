@@ -6,9 +6,9 @@ multi-view attention across views (`mvs_attn`, `modulation_mvs`) with a `cam_enc
 "modulation_mvs"; the Wan backbone, `self_attn` included, stays frozen.
 
 Train (one host, 8 GPUs):
-  python -m camclone_jax.train.loop --config configs/syncammaster.py --workdir /tmp/syncammaster
+  python -m camclone_jax.train --config configs/syncammaster.py --workdir /tmp/syncammaster
 Local smoke run (one device, one 2-view sample, 5-frame 128x128 clips):
-  python -m camclone_jax.train.loop --config configs/syncammaster.py:runlocal --workdir /tmp/syncam_local
+  python -m camclone_jax.train --config configs/syncammaster.py:runlocal --workdir /tmp/syncam_local
 """
 
 import ml_collections
@@ -44,6 +44,7 @@ def get_config(arg=None):
     config.total_steps = 10 if arg.runlocal else 10_000  # not given upstream; set per run
     config.log_every = 1 if arg.runlocal else 50
     config.ckpt_every = 5 if arg.runlocal else 1_000
+    config.keep_checkpoints = 3
 
     # Upstream writes its videos at 30 fps although the data is 15 fps.
     config.sample = common.sample_block(num_steps=4 if arg.runlocal else 50, fps=30)

@@ -7,7 +7,7 @@ exercises the same code paths. runlocal (default) keeps clips and step counts mi
 Tests (8 fake CPU devices):
   XLA_FLAGS=--xla_force_host_platform_device_count=8 python -m pytest tests -q
 Run on one host (e.g. a 5-step overfit of the CamCloneMaster path):
-  python -m camclone_jax.train.loop --config configs/tiny.py:variant=camclone --workdir /tmp/tiny_camclone
+  python -m camclone_jax.train --config configs/tiny.py:variant=camclone --workdir /tmp/tiny_camclone
 """
 
 import ml_collections
@@ -37,6 +37,7 @@ def get_config(arg=None):
     config.model_init = ""  # always random init
 
     config.input = ml_collections.ConfigDict()
+    config.input.data = ""  # latent shards (camclone_jax.train.precompute); tests pass batches directly
     config.input.batch_size = 8  # global; divides 1, 2, 4 or 8 devices (tests fake 8 CPU devices)
     config.input.num_frames = 5 if arg.runlocal else 17  # 4k+1 pixel frames -> 2 (or 5) latent frames
     config.input.height = 32 if arg.runlocal else 64  # pixels; multiple of 16: 2x2 (4x4) tokens per frame
@@ -56,6 +57,7 @@ def get_config(arg=None):
     config.total_steps = 5 if arg.runlocal else 200  # 5 = the overfit test's step count
     config.log_every = 1
     config.ckpt_every = 5 if arg.runlocal else 100
+    config.keep_checkpoints = 3
 
     config.sample = common.sample_block(num_steps=4 if arg.runlocal else 20, fps=16)  # Wan's sample_fps
 

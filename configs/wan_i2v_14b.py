@@ -2,9 +2,9 @@ r"""Wan2.1 image-to-video, 14B (preset `wan_i2v_14b`): 36 input channels (noisy 
 CLIP image branch in every cross-attention. The 480P and 720P releases share this architecture.
 
 Train (one host, 8 GPUs):
-  python -m camclone_jax.train.loop --config configs/wan_i2v_14b.py --workdir /tmp/wan_i2v_14b
+  python -m camclone_jax.train --config configs/wan_i2v_14b.py --workdir /tmp/wan_i2v_14b
 Local smoke run (same model, batch 1, 5-frame 128x128 clips; needs the memory of a full host):
-  python -m camclone_jax.train.loop --config configs/wan_i2v_14b.py:runlocal --workdir /tmp/wan_i2v_local
+  python -m camclone_jax.train --config configs/wan_i2v_14b.py:runlocal --workdir /tmp/wan_i2v_local
 """
 
 import ml_collections
@@ -36,6 +36,7 @@ def get_config(arg=None):
     config.total_steps = 10 if arg.runlocal else 10_000  # placeholder; set per run
     config.log_every = 1 if arg.runlocal else 50
     config.ckpt_every = 5 if arg.runlocal else 1_000
+    config.keep_checkpoints = 3
 
     # Wan's own default sampler is UniPC, with 40 steps and shift 3.0 for I2V at 480p; we keep one set of
     # defaults for every Wan config (50 Euler steps, shift 5).

@@ -4,9 +4,9 @@ Used to sample from the released weights and for plain full fine-tuning. At fp32
 AdamW adds twice that, so parameters and optimizer state are FSDP-sharded over every device.
 
 Train (one host, 8 GPUs):
-  python -m camclone_jax.train.loop --config configs/wan_t2v_14b.py --workdir /tmp/wan_t2v_14b
+  python -m camclone_jax.train --config configs/wan_t2v_14b.py --workdir /tmp/wan_t2v_14b
 Local smoke run (same model, batch 1, 5-frame 128x128 clips; needs the memory of a full host):
-  python -m camclone_jax.train.loop --config configs/wan_t2v_14b.py:runlocal --workdir /tmp/wan14b_local
+  python -m camclone_jax.train --config configs/wan_t2v_14b.py:runlocal --workdir /tmp/wan14b_local
 """
 
 import ml_collections
@@ -38,6 +38,7 @@ def get_config(arg=None):
     config.total_steps = 10 if arg.runlocal else 10_000  # placeholder; set per run
     config.log_every = 1 if arg.runlocal else 50
     config.ckpt_every = 5 if arg.runlocal else 1_000
+    config.keep_checkpoints = 3
 
     # Wan's own default sampler is UniPC; flow-matching Euler with the same steps / shift / guidance is close.
     config.sample = common.sample_block(num_steps=4 if arg.runlocal else 50, fps=16)  # Wan's sample_fps

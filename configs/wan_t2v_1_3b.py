@@ -3,9 +3,9 @@ r"""Wan2.1 text-to-video, 1.3B (preset `wan_t2v_1_3b`): the base model of all th
 Used to sample from the released weights and for plain full fine-tuning.
 
 Train (one host, 8 GPUs):
-  python -m camclone_jax.train.loop --config configs/wan_t2v_1_3b.py --workdir /tmp/wan_t2v_1_3b
+  python -m camclone_jax.train --config configs/wan_t2v_1_3b.py --workdir /tmp/wan_t2v_1_3b
 Local smoke run (one device, batch 1, 5-frame 128x128 clips):
-  python -m camclone_jax.train.loop --config configs/wan_t2v_1_3b.py:runlocal --workdir /tmp/wan_local
+  python -m camclone_jax.train --config configs/wan_t2v_1_3b.py:runlocal --workdir /tmp/wan_local
 """
 
 import ml_collections
@@ -37,6 +37,7 @@ def get_config(arg=None):
     config.total_steps = 10 if arg.runlocal else 10_000  # placeholder; set per run
     config.log_every = 1 if arg.runlocal else 50
     config.ckpt_every = 5 if arg.runlocal else 1_000
+    config.keep_checkpoints = 3
 
     # Wan's own default sampler is UniPC; flow-matching Euler with the same steps / shift / guidance is close.
     config.sample = common.sample_block(num_steps=4 if arg.runlocal else 50, fps=16)  # Wan's sample_fps

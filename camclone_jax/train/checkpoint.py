@@ -1,0 +1,96 @@
+"""Checkpoints of a training run: the TrainState (a pytree of arrays) and the data-iterator position (JSON).
+
+Layout: `workdir/checkpoints/<step>/{state,data}` written by an orbax `CheckpointManager` (async, keeps the last
+`keep` steps). `restore_latest(workdir, abstract_state)` -> (state, data_state, step) or None; `abstract_state`
+is a TrainState of `jax.ShapeDtypeStruct`s (with shardings, for a sharded restore), e.g. `abstract(state)`.
+Restores are bit-identical (arrays are stored in their own dtype).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+from camclone_jax.train.step import TrainState
+
+CKPT_DIR = "checkpoints"
+
+
+def _to_tree(state: TrainState) -> dict:
+    """A plain dict of the state (orbax stores dicts best; `ema=None` is left out)."""
+    tree = {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}
+    if tree["ema"] is None:
+        del tree["ema"]
+    return tree
+
+
+def _from_tree(tree: dict) -> TrainState:
+    return TrainState(**{**tree, "ema": tree.get("ema")})
+
+
+def abstract(state: TrainState) -> TrainState:
+    """ShapeDtypeStructs (with the arrays' shardings) of a concrete state: the restore target."""
+    def one(x):
+        return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None))
+    return jax.tree.map(one, state)
+
+
+class Checkpointer:
+    """Async orbax CheckpointManager over `workdir/checkpoints`, saving every `every` steps, keeping `keep`."""
+
+    def __init__(self, workdir: str | Path, *, every: int, keep: int = 3):
+        directory = Path(workdir).absolute() / CKPT_DIR
+        options = ocp.CheckpointManagerOptions(max_to_keep=keep, save_interval_steps=max(1, int(every)),
+                                               enable_async_checkpointing=True, create=True)
+        self.every = max(1, int(every))
+        self.manager = ocp.CheckpointManager(directory, options=options, item_names=("state", "data"))
+
+    def should_save(self, step: int) -> bool:
+        """Every `every` steps (orbax's own `should_save` would also save the first step of a run)."""
+        return step % self.every == 0
+
+    def save(self, step: int, state: TrainState, data_state: Any = None, *, force: bool = False) -> bool:
+        """Starts an async save of `state` and the JSON-able `data_state` at `step` (if due, or `force`)."""
+        if step in self.manager.all_steps():
+            return False
+        args = ocp.args.Composite(state=ocp.args.StandardSave(_to_tree(state)),
+                                  data=ocp.args.JsonSave(data_state if data_state is not None else {}))
+        return self.manager.save(step, args=args, force=force)
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def restore(self, step: int, abstract_state: TrainState) -> tuple[TrainState, Any]:
+        args = ocp.args.Composite(state=ocp.args.StandardRestore(_to_tree(abstract_state)),
+                                  data=ocp.args.JsonRestore())
+        out = self.manager.restore(step, args=args)
+        return _from_tree(dict(out["state"])), out["data"]
+
+    def wait(self) -> None:
+        self.manager.wait_until_finished()
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()
+
+    def __enter__(self) -> "Checkpointer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def restore_latest(workdir: str | Path, abstract_state: TrainState) -> tuple[TrainState, Any, int] | None:
+    """(state, data_state, step) of the newest checkpoint under `workdir`, or None if there is none."""
+    if not (Path(workdir) / CKPT_DIR).exists():
+        return None
+    with Checkpointer(workdir, every=1) as ckpt:
+        step = ckpt.latest_step()
+        if step is None:
+            return None
+        state, data_state = ckpt.restore(step, abstract_state)
+    return state, data_state, step
