@@ -114,3 +114,23 @@ def test_recam_and_syncam_latents(tmp_path, models):
     (b,) = list(ds)
     assert b["views"].shape == (2, 2, F, h, w, 16) and b["cam_emb"].shape == (2, 2, F, 12)
     assert b["text"].shape[:2] == (2, TEXT_LEN) and b["skipped"] == 0
+
+
+def test_trains_from_precomputed_shards(tmp_path, models):
+    """precompute -> latent dataset -> `train` end to end (the README's training commands, in small)."""
+    from camclone_jax.train.loop import train
+    from configs import tiny
+
+    out = tmp_path / "lat"
+    precompute.precompute("camclone", make_camclone(tmp_path / "cc"), out, models, text_len=TEXT_LEN,
+                          shard_size=4, progress=False, **SIZE)
+    config = tiny.get_config("variant=camclone")
+    with config.unlocked():
+        config.model.overrides.update(text_dim=models.text_encoder.config.dim, image_dim=models.clip.config.dim,
+                                      num_image_tokens=models.clip.config.num_tokens)
+        config.input.update(data=str(out), batch_size=2, **SIZE)
+        config.total_steps, config.ckpt_every = 2, 2
+    state, history = train(config, tmp_path / "run")
+    assert int(state.step) == 2 and [row["step"] for row in history] == [1, 2]
+    assert all(np.isfinite(row["loss"]) for row in history) and history[-1]["skipped"] >= 1  # bad.mp4's row
+    assert (tmp_path / "run" / "metrics.jsonl").is_file()
