@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from camclone_jax.models.text_prompts import PromptTokenizer, clean_prompt, encode_prompts
+from camclone_jax.sample.demo import train_tokenizer
 
 spm = pytest.importorskip("sentencepiece")
 
@@ -31,9 +32,7 @@ PROMPTS = [
 def spiece_dir(tmp_path_factory):
     """A tiny unigram sentencepiece model with umT5's special ids (pad 0, eos 1, unk 2, no bos)."""
     directory = tmp_path_factory.mktemp("umt5_tokenizer")
-    spm.SentencePieceTrainer.train(sentence_iterator=iter(CORPUS * 20), model_prefix=str(directory / "spiece"),
-                                   vocab_size=120, hard_vocab_limit=False, model_type="unigram",
-                                   character_coverage=1.0, pad_id=0, eos_id=1, unk_id=2, bos_id=-1, minloglevel=2)
+    train_tokenizer(directory, CORPUS, vocab_size=120)
     return directory
 
 

@@ -122,8 +122,9 @@ def generate(models: Models, task: str, inputs: Inputs, *, num_frames: int = 81,
     sampler = sampler or DEFAULT_SAMPLERS[task]
     views = inputs.cam_emb.shape[0] if task == "syncam" else 1
     negative = inputs.negative_prompt if inputs.negative_prompt is not None else default_negative_prompt(task)
-    text = encode_text(models.text_encoder, models.tokenizer, [inputs.prompt])
-    negative_text = encode_text(models.text_encoder, models.tokenizer, [negative]) if sampler.guided else None
+    prompts = [inputs.prompt, negative] if sampler.guided else [inputs.prompt]
+    encoded = encode_text(models.text_encoder, models.tokenizer, prompts)  # one umT5 call for both prompts
+    text, negative_text = encoded[:1], (encoded[1:] if sampler.guided else None)
     if views > 1:  # every view reads the same prompt
         text = jnp.repeat(text, views, axis=0)
         negative_text = None if negative_text is None else jnp.repeat(negative_text, views, axis=0)

@@ -76,7 +76,7 @@ def i2v(tmp_path_factory):
     return cfg, reference, dit, ref_vae, load_vae(directory / "jax")
 
 
-def check(got, want, what: str):
+def assert_matches(got, want, what: str):
     assert got.shape == want.shape, f"{what}: shape {got.shape} != diffusers {want.shape}"
     assert np.isfinite(got).all(), f"{what}: non-finite latents"
     assert np.abs(want).max() > 1e-2, f"{what}: diffusers latents are ~0, the comparison would be vacuous"
@@ -97,7 +97,7 @@ def test_t2v_matches_wan_pipeline(t2v, solver, cfg_scale):
                 latents=oracles.channels_first(noise), output_type="latent", return_dict=False)[0]
     got = denoise(dit, jnp.asarray(noise), jnp.asarray(text), jnp.asarray(negative) if cfg_scale != 1 else None,
                   Sampler(solver, STEPS, SHIFT, cfg_scale), progress=False)
-    check(np.asarray(got), oracles.channels_last(want), f"T2V {solver} cfg {cfg_scale}")
+    assert_matches(np.asarray(got), oracles.channels_last(want), f"T2V {solver} cfg {cfg_scale}")
 
 
 def test_i2v_matches_wan_image_to_video_pipeline(i2v):
@@ -127,4 +127,4 @@ def test_i2v_matches_wan_image_to_video_pipeline(i2v):
     assert y.shape == (*noise.shape[:-1], 20)
     got = denoise(dit, jnp.asarray(noise), jnp.asarray(text), jnp.asarray(negative),
                   Sampler("unipc", STEPS, SHIFT, 5.0), progress=False, y=y, clip_feature=jnp.asarray(image_embeds))
-    check(np.asarray(got), oracles.channels_last(want), "I2V unipc cfg 5.0")
+    assert_matches(np.asarray(got), oracles.channels_last(want), "I2V unipc cfg 5.0")
