@@ -18,6 +18,7 @@ EPILOG = """examples:
   python -m convert Wan2.1-T2V-1.3B/models_t5_umt5-xxl-enc-bf16.pth ckpt/umt5_xxl
   python -m convert Wan2.1-I2V-14B-480P/models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth ckpt/clip
   python -m convert --to-torch ckpt/camclonemaster camclone_trained.safetensors
+  python -m convert --to-torch runs/camclone camclone_trained.safetensors   # a training --workdir
 
 What the checkpoint holds (a DiT, the VAE, the umT5 text encoder or the CLIP image encoder), its naming
 (original Wan/DiffSynth, diffusers or transformers) and the DiT variant (t2v, i2v, recam, syncam, camclone)
@@ -28,7 +29,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m convert", description=__doc__, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("src", help="torch checkpoint (.safetensors, .pth, .pt, .ckpt, .bin) or diffusers folder; "
-                                    "with --to-torch, a converted directory")
+                                    "with --to-torch, a converted directory or a training run's --workdir")
     parser.add_argument("dst", help="output directory (created); with --to-torch, an output .safetensors file")
     parser.add_argument("--to-torch", action="store_true", help="export a converted directory to original naming")
     parser.add_argument("--variant", choices=VARIANTS, help="override the detected DiT variant")
@@ -40,7 +41,7 @@ def main(argv=None) -> int:
             export(args.src, args.dst)
         else:
             convert(args.src, args.dst, variant=args.variant, num_heads=args.num_heads, dtype=args.dtype)
-    except (ConversionError, FileNotFoundError, FileExistsError) as err:
+    except (ConversionError, FileNotFoundError, FileExistsError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

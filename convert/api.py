@@ -39,11 +39,29 @@ def convert(src: str | Path, dst: str | Path, **options):
     return convert_dit(src, dst, state=state, hf_config=hf_config, **options)
 
 
-def export(src_dir: str | Path, dst_file: str | Path, log=print) -> dict[str, np.ndarray]:
-    """A converted directory (any model) -> original-naming safetensors file."""
+def export(src_dir: str | Path, dst_file: str | Path, log=print) -> dict[str, np.ndarray] | None:
+    """A converted directory (any model) or a training run directory -> original-naming safetensors file."""
+    from camclone_jax.train.export import export_run, is_run_dir
+
+    if is_run_dir(src_dir):
+        if Path(dst_file).suffix != ".safetensors":
+            raise ConversionError(f"--to-torch of a training run writes a .safetensors file, got {dst_file}")
+        export_run(src_dir, dst_file, log=log)
+        return None
     kind = checkpoint_kind(src_dir)
     export_fn = {"dit": export_dit, "vae": export_vae}.get(kind, export_encoder)
     return export_fn(src_dir, dst_file, log=log)
+
+
+def _exported_variant(src: str | Path) -> str | None:
+    """The variant our own export wrote into the safetensors metadata (keys alone cannot tell a small
+    CamCloneMaster from I2V)."""
+    if Path(src).suffix != ".safetensors" or not Path(src).is_file():
+        return None
+    from safetensors import safe_open
+
+    with safe_open(str(src), "np") as f:
+        return (f.metadata() or {}).get("variant")
 
 
 def convert_dit(src: str | Path, dst: str | Path, *, variant: str | None = None, num_heads: int | None = None,
@@ -52,6 +70,7 @@ def convert_dit(src: str | Path, dst: str | Path, *, variant: str | None = None,
     if state is None:
         state, hf_config = read_state_dict(src)
         state = strip_wrapper_prefixes(state)
+    variant = variant or _exported_variant(src)
     naming = "original (Wan / DiffSynth)"
     if is_diffusers_naming(state):
         naming = "diffusers"

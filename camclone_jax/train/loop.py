@@ -27,7 +27,7 @@ from flax import nnx
 
 from camclone_jax import sharding
 from camclone_jax.models import WanDiT
-from camclone_jax.train import checkpoint
+from camclone_jax.train import checkpoint, export
 from camclone_jax.train.step import StepConfig, batch_shardings, init_state, jit_train_step, state_shardings
 from configs import common
 
@@ -174,7 +174,10 @@ def train(config, workdir: str | Path, *, batches: Iterable[dict] | None = None,
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     model = build_model(config) if model is None else model
-    variant = common.model_config(config).variant
+    if jax.process_index() == 0:  # what `export.py` rebuilds the DiT from
+        (workdir / export.DIT_CONFIG).write_text(model.config.to_json())
+        (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+    variant = model.config.variant
     step_cfg = StepConfig.from_config(config, variant)
     frozen_dtype = config.optimizer.get("frozen_dtype", None) or None
     graphdef, state = init_state(model, config.optimizer.trainable, config.optimizer, frozen_dtype=frozen_dtype,
