@@ -155,6 +155,7 @@ def optimizer_block(*, lr: float, trainable: tuple[str, ...] = (), b1: float = 0
         "decay_steps": 0,  # cosine schedule only
         "accumulate_steps": 1,  # micro-batches per update (optax.MultiSteps)
         "ema_decay": 0.0,  # > 0 keeps an EMA of the trainable weights in the train state
+        "frozen_dtype": "",  # e.g. "bfloat16": store the frozen weights so (trained ones stay in param_dtype)
         "trainable": tuple(trainable),
     })
 
@@ -162,7 +163,9 @@ def optimizer_block(*, lr: float, trainable: tuple[str, ...] = (), b1: float = 0
 def video_input_block(*, runlocal: bool, batch_size: int) -> ml_collections.ConfigDict:
     """Clip shape of every full-size config: upstream's 81 frames at 480x832, or a 5-frame 128x128 local run."""
     block = ml_collections.ConfigDict()
-    block.data = ""  # folder of latent shards from `python -m camclone_jax.train.precompute`
+    block.format = "latents"  # or "videos": read the raw dataset and encode each batch in the trainer
+    block.data = ""  # "latents": folder from `python -m camclone_jax.train.precompute`; "videos": the dataset
+    block.encoders = ""  # "videos": folder with vae/ umt5/ (clip/ for camclone) from `python -m convert`
     block.batch_size = 1 if runlocal else batch_size  # global
     block.num_frames = 5 if runlocal else 81  # 4k+1 pixel frames -> k+1 latent frames (21 for 81)
     block.height = 128 if runlocal else 480  # pixels; multiple of 16 (VAE /8, patch /2): latent 60

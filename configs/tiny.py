@@ -37,7 +37,9 @@ def get_config(arg=None):
     config.model_init = ""  # always random init
 
     config.input = ml_collections.ConfigDict()
+    config.input.format = "latents"  # or "videos" (raw dataset, encoded in the trainer by input.encoders)
     config.input.data = ""  # latent shards (camclone_jax.train.precompute); tests pass batches directly
+    config.input.encoders = ""
     config.input.batch_size = 8  # global; divides 1, 2, 4 or 8 devices (tests fake 8 CPU devices)
     config.input.num_frames = 5 if arg.runlocal else 17  # 4k+1 pixel frames -> 2 (or 5) latent frames
     config.input.height = 32 if arg.runlocal else 64  # pixels; multiple of 16: 2x2 (4x4) tokens per frame

@@ -45,7 +45,7 @@ class CheckpointPaths:
         return cls(tokenizer=Path(tokenizer) if tokenizer else None, **paths)
 
 
-def _require_dir(path: Path | None, flag: str, kind: str) -> Path:
+def require_dir(path: Path | None, flag: str, kind: str) -> Path:
     if path is None:
         raise ValueError(f"no {kind} checkpoint given: pass {flag} DIR or --models DIR (a folder with dit/ vae/ "
                          "umt5/ clip/ made by `python -m convert`)")
@@ -60,15 +60,15 @@ def _require_dir(path: Path | None, flag: str, kind: str) -> Path:
 
 def check_checkpoints(task: str, paths: CheckpointPaths) -> None:
     """Cheap checks of every path the task needs; raises with the flag and the expected content."""
-    dit = _require_dir(paths.dit, "--dit", "dit")
+    dit = require_dir(paths.dit, "--dit", "dit")
     check_variant(task, read_config(dit).variant, where=f"--dit {dit}")
-    _require_dir(paths.vae, "--vae", "vae")
-    _require_dir(paths.text_encoder, "--text-encoder", "umt5")
+    require_dir(paths.vae, "--vae", "vae")
+    require_dir(paths.text_encoder, "--text-encoder", "umt5")
     if paths.tokenizer is None or not (paths.tokenizer.is_file() or (paths.tokenizer / SPIECE).is_file()):
         raise FileNotFoundError(f"umT5 tokenizer not found at {paths.tokenizer}: pass --tokenizer with the "
                                 f"google/umt5-xxl '{SPIECE}' file or its folder")
     if task in NEEDS_CLIP:
-        _require_dir(paths.clip, "--clip", "clip")
+        require_dir(paths.clip, "--clip", "clip")
 
 
 def load_models(task: str, paths: CheckpointPaths, dtype: str = "float32") -> Models:

@@ -1,15 +1,17 @@
 """The training loop: model + TrainState + jitted step + data + checkpoints + metrics, resumable.
 
     from camclone_jax.train.loop import train
-    state, history = train(config, workdir)               # data from config.input.data (latent shards)
+    state, history = train(config, workdir)               # data from config.input.data (latents or videos)
     state, history = train(config, workdir, batches=[...])  # ready batches in step.py's format (tests)
 
 Resume: the newest checkpoint under `workdir/checkpoints` restores the state and the data position; the rng of
 step i is `fold_in(key(config.seed), i)`, so a resumed run draws the same noise as an uninterrupted one. A list
 (or other sequence) of ready batches is read as `batches[i % len(batches)]` at step i; a plain iterator is read
-from where it stands. Metrics every `config.log_every` steps go to stdout, `workdir/metrics.jsonl` and
-TensorBoard when tensorboardX (or tensorflow) is importable. A non-finite loss raises `NonFiniteLossError`
-before any state from that step is saved: the last good checkpoint stays the newest.
+from where it stands. Metrics every `config.log_every` steps (loss, weighted loss, lr, grad norm, t, steps/s,
+tokens/s, model TFLOP/s per device, MFU where the device's peak is known or `config.peak_tflops` is set,
+skipped samples) go to stdout, `workdir/metrics.jsonl` and TensorBoard (`tensorboard --logdir workdir/tb`).
+A non-finite loss raises `NonFiniteLossError` before any state from that step is saved: the last good
+checkpoint stays the newest.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from camclone_jax import sharding
+from camclone_jax import flops, sharding
 from camclone_jax.models import WanDiT
 from camclone_jax.train import checkpoint, export
 from camclone_jax.train.step import StepConfig, batch_shardings, init_state, jit_train_step, state_shardings
@@ -64,24 +66,32 @@ def build_model(config) -> nnx.Module:
 
 class _Batches:
     """The batch source with a JSON-able position: a dataset iterator (grain state), a sequence (index), or a
-    plain iterator (no position)."""
+    plain iterator (no position). Raw-video batches (`config.input.format = "videos"`) are encoded here."""
 
-    def __init__(self, config, batches, kind: str):
+    def __init__(self, config, batches, kind: str, *, text_len: int, encoders=None):
         self.kind, self.index, self.seq, self.it = kind, 0, None, None
+        self.encoders, self.text_len, self.convert = encoders, text_len, None
         if batches is None:
-            data_path = config.input.get("data")
-            if not data_path:
+            inp = config.input
+            fmt = inp.get("format", "latents")
+            if fmt not in ("latents", "videos"):
+                raise ValueError(f'config.input.format must be "latents" or "videos", got {fmt!r}')
+            if not inp.get("data"):
                 raise ValueError("config.input.data is not set and no batches were given")
             from camclone_jax.train.data import make_dataset
 
-            inp = config.input
-            ds = make_dataset(kind, data_path, num_frames=inp.num_frames, height=inp.height, width=inp.width,
-                              batch_size=inp.batch_size // jax.process_count(), seed=config.seed, latents=True)
-            self.it, self.convert = iter(ds), True
+            ds = make_dataset(kind, inp.data, num_frames=inp.num_frames, height=inp.height, width=inp.width,
+                              batch_size=inp.batch_size // jax.process_count(), seed=config.seed,
+                              latents=fmt == "latents")
+            self.it, self.convert = iter(ds), fmt
+            if fmt == "videos" and self.encoders is None:
+                from camclone_jax.train.online import load_encoders
+
+                self.encoders = load_encoders(inp.get("encoders"), kind)
         elif isinstance(batches, Sequence):
-            self.seq, self.convert = batches, False
+            self.seq = batches
         else:
-            self.it, self.convert = iter(batches), False
+            self.it = iter(batches)
 
     def next(self) -> tuple[dict, int]:
         if self.seq is not None:
@@ -90,8 +100,12 @@ class _Batches:
             batch = next(self.it)
         self.index += 1
         skipped = int(batch.get("skipped", 0)) if isinstance(batch, dict) else 0
-        if self.convert:
+        if self.convert == "latents":
             batch = to_step_batch(self.kind, batch)
+        elif self.convert == "videos":
+            from camclone_jax.train.online import encode_batch
+
+            batch = encode_batch(self.kind, batch, self.encoders, text_len=self.text_len)
         else:
             batch = {k: v for k, v in batch.items() if k not in ("skipped", "caption", "text_len")}
         return batch, skipped
@@ -109,51 +123,54 @@ class _Batches:
 
 
 class _Writers:
-    """metrics.jsonl (always) and TensorBoard (when a writer is importable), process 0 only."""
+    """metrics.jsonl and TensorBoard event files (workdir/tb), process 0 only."""
 
     def __init__(self, workdir: Path):
         self.enabled = jax.process_index() == 0
-        self.jsonl = open(workdir / "metrics.jsonl", "a") if self.enabled else None
-        self.tb = None
+        self.jsonl = self.tb = None
         if self.enabled:
-            try:
-                from tensorboardX import SummaryWriter
+            from tensorboardX import SummaryWriter
 
-                self.tb = SummaryWriter(str(workdir / "tb"))
-            except ImportError:
-                try:
-                    import tensorflow as tf  # noqa: F401
-
-                    self.tb = _TFWriter(tf, workdir / "tb")
-                except ImportError:
-                    pass
+            self.jsonl = open(workdir / "metrics.jsonl", "a")
+            self.tb = SummaryWriter(str(workdir / "tb"))
 
     def write(self, step: int, metrics: dict) -> None:
         if not self.enabled:
             return
         self.jsonl.write(json.dumps({"step": step, **metrics}) + "\n")
         self.jsonl.flush()
-        if self.tb is not None:
-            for k, v in metrics.items():
-                self.tb.add_scalar(k, v, step)
+        for k, v in metrics.items():
+            self.tb.add_scalar(f"train/{k}", v, step)
+        self.tb.flush()
 
     def close(self) -> None:
-        if self.jsonl:
+        if self.enabled:
             self.jsonl.close()
-        if self.tb is not None:
             self.tb.close()
 
 
-class _TFWriter:
-    def __init__(self, tf, logdir: Path):
-        self.tf, self.writer = tf, tf.summary.create_file_writer(str(logdir))
+class _Throughput:
+    """Tokens and model FLOPs of one step, from the first batch's shapes (flops.py: matmul FLOPs, forward and
+    backward, no remat recompute), for tokens/s and MFU against the devices' peak (None on CPU: no MFU)."""
 
-    def add_scalar(self, name, value, step):
-        with self.writer.as_default():
-            self.tf.summary.scalar(name, value, step=step)
+    def __init__(self, cfg, batch: dict, trainable, peak_tflops: float | None = None):
+        latents = batch["latents"]
+        views = latents.shape[1] if cfg.variant == "syncam" else 1
+        frames, height, width = latents.shape[-4:-1]
+        rows = latents.shape[0] * views * jax.process_count()  # the batch is this process's part
+        tokens = flops.dit_sequence_tokens(cfg, frames, height, width)
+        self.tokens = rows * tokens
+        self.flops = flops.dit_train_flops(cfg, tokens=tokens, batch=rows, trainable=tuple(trainable),
+                                           frames=flops.dit_sequence_frames(cfg, frames), num_views=views)
+        peak = flops.peak_flops_per_second(dtype=cfg.dtype, override_tflops=peak_tflops or None)
+        self.peak = peak * jax.device_count() if peak else None
 
-    def close(self):
-        self.writer.close()
+    def metrics(self, steps_per_s: float) -> dict:
+        out = {"tokens_per_s": self.tokens * steps_per_s,
+               "tflops_per_s_per_device": self.flops * steps_per_s / jax.device_count() / 1e12}
+        if self.peak:
+            out["mfu"] = self.flops * steps_per_s / self.peak
+        return out
 
 
 def _put_batch(batch: dict, shardings_: dict | None) -> dict:
@@ -163,11 +180,13 @@ def _put_batch(batch: dict, shardings_: dict | None) -> dict:
 
 
 def train(config, workdir: str | Path, *, batches: Iterable[dict] | None = None,
-          model: nnx.Module | None = None) -> tuple[Any, list[dict]]:
+          model: nnx.Module | None = None, encoders=None) -> tuple[Any, list[dict]]:
     """Trains to `config.total_steps` (resuming from `workdir`) -> (final TrainState, logged metrics).
 
     batches: ready batches in step.py's format (numpy or jax arrays; "skipped" optional) instead of
     `config.input.data`. model: an already built DiT instead of `build_model(config)` (tests, notebooks).
+    encoders: VAE / umT5 / tokenizer / CLIP for `config.input.format = "videos"` instead of loading them from
+    `config.input.encoders` (online.load_encoders).
     """
     from tqdm.auto import tqdm
 
@@ -177,14 +196,15 @@ def train(config, workdir: str | Path, *, batches: Iterable[dict] | None = None,
     if jax.process_index() == 0:  # what `export.py` rebuilds the DiT from
         (workdir / export.DIT_CONFIG).write_text(model.config.to_json())
         (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
-    variant = model.config.variant
+    model_cfg = model.config
+    variant = model_cfg.variant
     step_cfg = StepConfig.from_config(config, variant)
     frozen_dtype = config.optimizer.get("frozen_dtype", None) or None
     graphdef, state = init_state(model, config.optimizer.trainable, config.optimizer, frozen_dtype=frozen_dtype,
                                  ema=step_cfg.ema_decay > 0)
     del model
 
-    data = _Batches(config, batches, kind=variant)
+    data = _Batches(config, batches, kind=variant, text_len=model_cfg.text_len, encoders=encoders)
     mesh = st_sh = None
     rules = tuple(tuple(r) if isinstance(r, list) else r for r in config.sharding.get("dit_rules", ())) \
         or sharding.DIT_RULES
@@ -215,6 +235,7 @@ def train(config, workdir: str | Path, *, batches: Iterable[dict] | None = None,
                       disable=jax.process_index() != 0):
             batch, skipped = data.next()
             if step_fn is None:  # jitted once, with the batch shardings of the first batch
+                throughput = _Throughput(model_cfg, batch, config.optimizer.trainable, config.get("peak_tflops"))
                 if mesh is not None:
                     b_sh = batch_shardings(batch, mesh)
                 step_fn = jit_train_step(graphdef, step_cfg, config.optimizer, mesh=mesh, state_sharding=st_sh,
@@ -232,9 +253,10 @@ def train(config, workdir: str | Path, *, batches: Iterable[dict] | None = None,
             if done % log_every == 0 or done == total:
                 metrics = jax.device_get(metrics)
                 now = time.perf_counter()
+                steps_per_s = steps_since / max(now - t_last, 1e-9)
                 row = dict(loss=float(metrics["loss"]), weighted_loss=float(metrics["weighted_loss"]),
                            lr=float(metrics["lr"]), grad_norm=float(metrics["grad_norm"]),
-                           t=float(metrics["t"]), steps_per_s=steps_since / max(now - t_last, 1e-9),
+                           t=float(metrics["t"]), steps_per_s=steps_per_s, **throughput.metrics(steps_per_s),
                            skipped=skipped)
                 t_last, steps_since = now, 0
                 history.append({"step": done, **row})

@@ -123,3 +123,30 @@ def test_cli_overrides_and_two_step_run_write_metrics(tmp_path, monkeypatch):
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2] and all(np.isfinite(r["loss"]) for r in rows)
     assert (tmp_path / "checkpoints" / "2").is_dir()
+    # tokens/s from the batch: 2 samples x (target + ref + content: 3 x 2 latent frames) x 2 x 2 tokens.
+    for r in rows:
+        np.testing.assert_allclose(r["tokens_per_s"], 2 * 3 * 2 * 2 * 2 * r["steps_per_s"], rtol=1e-9)
+        assert r["tflops_per_s_per_device"] > 0 and "mfu" not in r  # CPU: no known peak, no MFU
+    scalars = _tensorboard_scalars(tmp_path / "tb")
+    assert [step for step, _ in scalars["train/loss"]] == [1, 2]
+    np.testing.assert_allclose([v for _, v in scalars["train/loss"]], [r["loss"] for r in rows], rtol=1e-6)
+    assert {"train/lr", "train/grad_norm", "train/tokens_per_s", "train/skipped"} <= set(scalars)
+
+
+def _tensorboard_scalars(logdir) -> dict[str, list[tuple[int, float]]]:
+    """Scalars of the TFRecord event files under `logdir` (length, crc, Event proto, crc per record)."""
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    out: dict[str, list] = {}
+    for path in sorted(logdir.glob("events.out.tfevents.*")):
+        data = path.read_bytes()
+        pos = 0
+        while pos < len(data):
+            (length,) = struct.unpack("<Q", data[pos:pos + 8])
+            event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + length])
+            pos += 12 + length + 4
+            for value in event.summary.value:
+                out.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return out

@@ -116,21 +116,35 @@ def test_recam_and_syncam_latents(tmp_path, models):
     assert b["text"].shape[:2] == (2, TEXT_LEN) and b["skipped"] == 0
 
 
-def test_trains_from_precomputed_shards(tmp_path, models):
-    """precompute -> latent dataset -> `train` end to end (the README's training commands, in small)."""
+def test_trains_from_precomputed_shards_and_from_raw_videos_alike(tmp_path, models):
+    """precompute -> latent dataset -> `train` end to end (the README's training commands, in small), and the same
+    run on the raw CSV with the encoders inside the trainer (`input.format = "videos"`): same samples, same
+    encodings, so the same losses."""
     from camclone_jax.train.loop import train
     from configs import tiny
 
-    out = tmp_path / "lat"
-    precompute.precompute("camclone", make_camclone(tmp_path / "cc"), out, models, text_len=TEXT_LEN,
-                          shard_size=4, progress=False, **SIZE)
-    config = tiny.get_config("variant=camclone")
-    with config.unlocked():
-        config.model.overrides.update(text_dim=models.text_encoder.config.dim, image_dim=models.clip.config.dim,
-                                      num_image_tokens=models.clip.config.num_tokens)
-        config.input.update(data=str(out), batch_size=2, **SIZE)
-        config.total_steps, config.ckpt_every = 2, 2
-    state, history = train(config, tmp_path / "run")
+    out, csv_path = tmp_path / "lat", make_camclone(tmp_path / "cc")
+    precompute.precompute("camclone", csv_path, out, models, text_len=TEXT_LEN, shard_size=4, progress=False,
+                          **SIZE)
+
+    def config_for(fmt, data_path):
+        config = tiny.get_config("variant=camclone")
+        with config.unlocked():
+            config.model.overrides.update(text_dim=models.text_encoder.config.dim, image_dim=models.clip.config.dim,
+                                          num_image_tokens=models.clip.config.num_tokens, text_len=TEXT_LEN)
+            config.input.update(format=fmt, data=str(data_path), batch_size=2, **SIZE)
+            config.total_steps, config.ckpt_every = 2, 2
+        return config
+
+    state, history = train(config_for("latents", out), tmp_path / "run")
     assert int(state.step) == 2 and [row["step"] for row in history] == [1, 2]
     assert all(np.isfinite(row["loss"]) for row in history) and history[-1]["skipped"] >= 1  # bad.mp4's row
     assert (tmp_path / "run" / "metrics.jsonl").is_file()
+
+    _, raw = train(config_for("videos", csv_path), tmp_path / "raw", encoders=models)
+    for a, b in zip(history, raw, strict=True):
+        np.testing.assert_allclose(b["loss"], a["loss"], rtol=1e-4)
+        assert b["skipped"] == a["skipped"]
+
+    with pytest.raises(ValueError, match="config.input.encoders"):
+        train(config_for("videos", csv_path), tmp_path / "raw2")
