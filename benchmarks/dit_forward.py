@@ -10,8 +10,8 @@ of one never pollute the timing or the memory of another; the parent prints a ma
 
 Measured per pair: one warm-up call (for JAX it also traces and compiles; "compile" = warm-up minus the fastest
 timed call), then `--repeats` timed calls (median and min; JAX synchronised with `block_until_ready`); the
-jax/torch ratio and achieved TFLOP/s use the medians, from an analytic
-matmul FLOP count (`forward_flops`). Memory on CPU: peak RSS of the worker over the timed calls (VmHWM is reset
+jax/torch ratio and achieved TFLOP/s use the medians, from an analytic matmul FLOP count
+(`camclone_jax.flops.dit_forward_flops`). Memory on CPU: peak RSS of the worker over the timed calls (VmHWM is reset
 after the warm-up, so compile-time memory is excluded), weights included, plus its growth over the RSS right
 after the model build. On GPU: peak device bytes (`memory_stats()["peak_bytes_in_use"]` /
 `torch.cuda.max_memory_allocated()`), weights included. `--threads N` pins each worker to N cores (CPU
@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
-import re
 import statistics
-import subprocess
 import sys
 import time
+
+from benchmarks.common import (add_common_args, cpu_name, load_note, parse_sizes, reset_peak_rss, rss_kib,
+                               run_worker_and_print, seconds, spawn, versions)
 
 # name -> (DiTConfig factory, its overrides, latent (F, H, W)). "full" is the real 1.3B on a latent sized so that
 # its PyTorch forward takes ~10 s on a 2-core CPU. "medium" keeps the 1.3B width (head_dim 128) with 4 layers
@@ -48,42 +48,11 @@ def make_config(size: str):
 
 
 def num_tokens(cfg, latent) -> int:
-    pt, ph, pw = cfg.patch_size
-    return (latent[0] // pt) * (latent[1] // ph) * (latent[2] // pw)
-
-
-def forward_flops(cfg, tokens: int, batch: int = 1) -> float:
-    """Matmul FLOPs (2 per multiply-add) of one forward; norms, RoPE, softmax and the time MLP are ignored."""
-    l, e, s, f = tokens, cfg.dim, cfg.text_len, cfg.ffn_dim
-    block = (2 * l * e * e * 4          # self-attention q, k, v, o
-             + 2 * 2 * l * l * e        # q k^T and weights @ v
-             + 2 * l * e * e * 2        # cross-attention q, o
-             + 2 * s * e * e * 2        # cross-attention k, v over the text rows
-             + 2 * 2 * l * s * e        # cross-attention logits and weighted sum
-             + 2 * 2 * l * e * f)       # FFN
-    patch_volume = cfg.patch_size[0] * cfg.patch_size[1] * cfg.patch_size[2]
-    patch = 2 * l * cfg.in_dim * patch_volume * e
-    text = 2 * s * cfg.text_dim * e + 2 * s * e * e
-    head = 2 * l * e * cfg.out_dim * patch_volume
-    return float(batch * (cfg.num_layers * block + patch + text + head))
+    from camclone_jax.flops import dit_sequence_tokens
+    return dit_sequence_tokens(cfg, *latent)
 
 
 # Worker ---------------------------------------------------------------------------------------------------------
-def _rss_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        return int(re.search(rf"{field}:\s+(\d+)", f.read()).group(1))
-
-
-def _reset_peak_rss() -> bool:
-    """Resets VmHWM (Linux >= 4.0) so the peak covers the timed calls only."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def _inputs(cfg, latent):
     import numpy as np
     rng = np.random.default_rng(0)
@@ -104,7 +73,7 @@ def build_jax(cfg, latent):
     x, t, c = (jax.device_put(a) for a in _inputs(cfg, latent))
     dev = jax.devices()[0]
     peak = (lambda: dev.memory_stats()["peak_bytes_in_use"]) if dev.platform == "gpu" else (lambda: None)
-    desc = dev.device_kind if dev.platform == "gpu" else _cpu_name()
+    desc = dev.device_kind if dev.platform == "gpu" else cpu_name()
     return (lambda: fwd(state, x, t, c)), jax.block_until_ready, desc, peak
 
 
@@ -129,7 +98,7 @@ def build_torch(cfg, latent, threads: int):
 
     cuda = dev.type == "cuda"
     sync = (lambda out: torch.cuda.synchronize()) if cuda else (lambda out: out)
-    desc = torch.cuda.get_device_name() if cuda else _cpu_name()
+    desc = torch.cuda.get_device_name() if cuda else cpu_name()
     return call, sync, desc, (torch.cuda.max_memory_allocated if cuda else lambda: None)
 
 
@@ -139,50 +108,23 @@ def run_worker(framework: str, size: str, repeats: int, threads: int) -> dict:
     call, sync, desc, device_peak = (build_jax(cfg, latent) if framework == "jax"
                                      else build_torch(cfg, latent, threads))
     build_s = time.perf_counter() - t0
-    rss_built = _rss_kib("VmRSS")
+    rss_built = rss_kib("VmRSS")
     t0 = time.perf_counter()
     sync(call())
     warmup_s = time.perf_counter() - t0
-    hwm_reset = _reset_peak_rss()
+    hwm_reset = reset_peak_rss()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         sync(call())
         times.append(time.perf_counter() - t0)
-    peak_rss = _rss_kib("VmHWM")
+    peak_rss = rss_kib("VmHWM")
     return dict(framework=framework, size=size, build_s=build_s, warmup_s=warmup_s, times=times,
                 median_s=statistics.median(times), rss_built_kib=rss_built, peak_rss_kib=peak_rss,
                 hwm_reset=hwm_reset, device_peak_bytes=device_peak(), device=desc, threads=threads)
 
 
 # Parent ---------------------------------------------------------------------------------------------------------
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            name = re.search(r"model name\s*:\s*(.+)", f.read()).group(1).strip()
-    except (OSError, AttributeError):
-        name = "unknown CPU"
-    return f"{name} ({len(os.sched_getaffinity(0))} cores used)"
-
-
-def spawn(framework: str, size: str, repeats: int, threads: int) -> dict:
-    cmd = [sys.executable, "-m", "benchmarks.dit_forward", "--worker", framework, "--size", size,
-           "--repeats", str(repeats), "--threads", str(threads)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def versions() -> str:
-    from importlib.metadata import version
-    return ", ".join(f"{p} {version(p)}" for p in ("jax", "jaxlib", "flax", "torch", "diffusers"))
-
-
-def _secs(r: dict) -> str:
-    return f"{r['median_s']:.3f} ({min(r['times']):.3f})"
-
-
 def _mem(r: dict) -> str:
     if r["device_peak_bytes"] is not None:
         return f"{r['device_peak_bytes'] / 2**30:.2f} (device)"
@@ -194,11 +136,12 @@ def format_table(rows: list[tuple[str, dict, dict]]) -> str:
              "jax/torch (median) | torch TFLOP/s | jax TFLOP/s | jax compile s (warm-up − fastest) | "
              "torch peak GiB (Δ) | jax peak GiB (Δ) |",
              "|" + "---|" * 13]
+    from camclone_jax.flops import dit_forward_flops
     for size, tr, jr in rows:
         cfg, latent = make_config(size), SIZES[size][2]
-        flops = forward_flops(cfg, num_tokens(cfg, latent))
+        flops = dit_forward_flops(cfg, tokens=num_tokens(cfg, latent))
         lines.append(f"| {size} | {cfg.num_layers}/{cfg.dim}/{cfg.num_heads} | {'x'.join(map(str, latent))} | "
-                     f"{num_tokens(cfg, latent)} | {flops / 1e9:.1f} | {_secs(tr)} | {_secs(jr)} | "
+                     f"{num_tokens(cfg, latent)} | {flops / 1e9:.1f} | {seconds(tr)} | {seconds(jr)} | "
                      f"**{jr['median_s'] / tr['median_s']:.2f}** | {flops / tr['median_s'] / 1e12:.3f} | "
                      f"{flops / jr['median_s'] / 1e12:.3f} | {jr['warmup_s'] - min(jr['times']):.1f} | "
                      f"{_mem(tr)} | {_mem(jr)} |")
@@ -206,26 +149,19 @@ def format_table(rows: list[tuple[str, dict, dict]]) -> str:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--sizes", default="tiny,medium,full")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
-    p.add_argument("--worker", choices=("jax", "torch"), help=argparse.SUPPRESS)
-    p.add_argument("--size", help=argparse.SUPPRESS)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0] + " One subprocess per (framework, size); prints a markdown table.",
+        epilog="sizes: " + "; ".join(f"{k} = {f}({kw or ''}) on a {'x'.join(map(str, lat))} (FxHxW) latent"
+                                     for k, (f, kw, lat) in SIZES.items()) + ". See the module docstring.")
+    add_common_args(p, SIZES, "tiny,medium,full", "timed calls after one warm-up (default %(default)s)")
     args = p.parse_args(argv)
     if args.worker:
-        # Must precede the jax / torch imports: both size their thread pools from the affinity mask.
-        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:args.threads])
-        print(json.dumps(run_worker(args.worker, args.size, args.repeats, args.threads)))
+        run_worker_and_print(args, run_worker)
         return
-    sizes = [s for s in args.sizes.split(",") if s]
-    unknown = set(sizes) - set(SIZES)
-    if unknown:
-        p.error(f"unknown sizes {sorted(unknown)}; known: {list(SIZES)}")
-    # Other processes on the same cores skew CPU timings (PyTorch's OpenMP barriers suffer most), so say so.
+    sizes = parse_sizes(p, args.sizes, SIZES)
     loads, rows = [os.getloadavg()[0]], []
     for size in sizes:
-        tr, jr = (spawn(fw, size, args.repeats, args.threads) for fw in ("torch", "jax"))
+        tr, jr = (spawn("benchmarks.dit_forward", fw, size, args.repeats, args.threads) for fw in ("torch", "jax"))
         print(f"[{size}] torch {tr['times']}  jax {jr['times']} (warm-up {jr['warmup_s']:.1f} s)", file=sys.stderr)
         rows.append((size, tr, jr))
         loads.append(os.getloadavg()[0])
@@ -235,9 +171,7 @@ def main(argv=None):
           f"fp32, {TEXT_LEN} text rows, random weights, median (min) of {args.repeats} after one warm-up call. "
           f"PyTorch: diffusers WanTransformer3DModel (SDPA). Peak memory: GPU peak bytes where marked (device), "
           f"else the worker's peak RSS over the timed calls, weights included (Δ: growth over the RSS after the "
-          f"model build). 1-min load average sampled before/after each size: {', '.join(f'{x:.1f}' for x in loads)} "
-          f"(our worker alone accounts for up to --threads; more means other processes shared the cores). "
-          f"Versions: {versions()}.\n")
+          f"model build). {load_note(loads)}. Versions: {versions()}.\n")
     print(format_table(rows))
 
 

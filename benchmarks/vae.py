@@ -29,14 +29,13 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
-from benchmarks.dit_forward import _cpu_name, _reset_peak_rss, _rss_kib, _secs, versions
+from benchmarks.common import (add_common_args, cpu_name, load_note, parse_sizes, reset_peak_rss, rss_kib,
+                               run_worker_and_print, seconds, spawn, versions)
 
 # name -> (VAEConfig factory, pixel clip (T, H, W)). "small" is the required CPU point; "clip" trades frames for
 # resolution (4x the pixels per frame); "tiny" (width 8) shows the fixed per-call overhead.
@@ -74,7 +73,7 @@ def build_jax(cfg, clip):
     dev = jax.devices()[0]
     gpu = dev.platform == "gpu"
     peak = (lambda: dev.memory_stats()["peak_bytes_in_use"]) if gpu else (lambda: None)
-    desc = dev.device_kind if gpu else _cpu_name()
+    desc = dev.device_kind if gpu else cpu_name()
     # `encode` / `decode` are nnx.jit-ed with the module as an argument, so the weights are not baked in as constants.
     return (lambda: encode(vae, video)), (lambda z: decode(vae, z)), jax.block_until_ready, desc, peak, lambda: None
 
@@ -100,7 +99,7 @@ def build_torch(cfg, clip, threads: int):
 
     cuda = dev.type == "cuda"
     sync = (lambda out: torch.cuda.synchronize()) if cuda else (lambda out: out)
-    desc = torch.cuda.get_device_name() if cuda else _cpu_name()
+    desc = torch.cuda.get_device_name() if cuda else cpu_name()
     peak = torch.cuda.max_memory_allocated if cuda else (lambda: None)
     reset = torch.cuda.reset_peak_memory_stats if cuda else (lambda: None)
     return enc, dec, sync, desc, peak, reset
@@ -112,7 +111,7 @@ def run_worker(framework: str, size: str, repeats: int, threads: int) -> dict:
     enc, dec, sync, desc, device_peak, reset_device_peak = (build_jax(cfg, clip) if framework == "jax"
                                                             else build_torch(cfg, clip, threads))
     build_s = time.perf_counter() - t0
-    rss_built = _rss_kib("VmRSS")
+    rss_built = rss_kib("VmRSS")
     warmup = {}
     t0 = time.perf_counter()
     z = enc()
@@ -124,31 +123,22 @@ def run_worker(framework: str, size: str, repeats: int, threads: int) -> dict:
     calls = {"encode": enc, "decode": lambda: dec(z)}
     ops = {}
     for op in OPS:
-        hwm_reset = _reset_peak_rss()
+        hwm_reset = reset_peak_rss()
         reset_device_peak()
-        rss_before = _rss_kib("VmRSS")
+        rss_before = rss_kib("VmRSS")
         times = []
         for _ in range(repeats):
             t0 = time.perf_counter()
             sync(calls[op]())
             times.append(time.perf_counter() - t0)
         ops[op] = dict(warmup_s=warmup[op], times=times, median_s=statistics.median(times),
-                       rss_before_kib=rss_before, peak_rss_kib=_rss_kib("VmHWM"), hwm_reset=hwm_reset,
+                       rss_before_kib=rss_before, peak_rss_kib=rss_kib("VmHWM"), hwm_reset=hwm_reset,
                        device_peak_bytes=device_peak())
     return dict(framework=framework, size=size, build_s=build_s, rss_built_kib=rss_built, ops=ops,
                 latent=list(z.shape), device=desc, threads=threads)
 
 
 # Parent ---------------------------------------------------------------------------------------------------------
-def spawn(framework: str, size: str, repeats: int, threads: int) -> dict:
-    cmd = [sys.executable, "-m", "benchmarks.vae", "--worker", framework, "--size", size,
-           "--repeats", str(repeats), "--threads", str(threads)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 def _mem(r: dict, op: str) -> str:
     o = r["ops"][op]
     if o["device_peak_bytes"] is not None:
@@ -165,7 +155,7 @@ def format_table(rows: list[tuple[str, dict, dict]]) -> str:
         shapes = f"{'x'.join(map(str, clip))} → {'x'.join(map(str, latent_shape(clip)))}"
         for op in OPS:
             t, j = tr["ops"][op], jr["ops"][op]
-            lines.append(f"| {size} (width {cfg.dim}) | {op} | {shapes} | {_secs(t)} | {_secs(j)} | "
+            lines.append(f"| {size} (width {cfg.dim}) | {op} | {shapes} | {seconds(t)} | {seconds(j)} | "
                          f"**{j['median_s'] / t['median_s']:.2f}** | {j['warmup_s'] - min(j['times']):.1f} | "
                          f"{_mem(tr, op)} | {_mem(jr, op)} |")
     return "\n".join(lines)
@@ -176,27 +166,15 @@ def main(argv=None):
         description=__doc__.split("\n")[0] + " One subprocess per (framework, size); prints a markdown table.",
         epilog="sizes: " + "; ".join(f"{k} = {f}() on a {'x'.join(map(str, c))} (TxHxW) clip"
                                      for k, (f, c) in SIZES.items()) + ". See the module docstring for details.")
-    p.add_argument("--sizes", default="small,clip",
-                   help=f"comma-separated subset of {','.join(SIZES)} (default %(default)s)")
-    p.add_argument("--repeats", type=int, default=3, help="timed calls per op after one warm-up (default %(default)s)")
-    p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
-                   help="cores each worker is pinned to; also torch.set_num_threads (default: all, %(default)s)")
-    p.add_argument("--worker", choices=("jax", "torch"), help=argparse.SUPPRESS)
-    p.add_argument("--size", help=argparse.SUPPRESS)
+    add_common_args(p, SIZES, "small,clip", "timed calls per op after one warm-up (default %(default)s)")
     args = p.parse_args(argv)
     if args.worker:
-        # Must precede the jax / torch imports: both size their thread pools from the affinity mask.
-        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:args.threads])
-        print(json.dumps(run_worker(args.worker, args.size, args.repeats, args.threads)))
+        run_worker_and_print(args, run_worker)
         return
-    sizes = [s for s in args.sizes.split(",") if s]
-    unknown = set(sizes) - set(SIZES)
-    if unknown:
-        p.error(f"unknown sizes {sorted(unknown)}; known: {list(SIZES)}")
-    # Other processes on the same cores skew CPU timings (PyTorch's OpenMP barriers suffer most), so say so.
+    sizes = parse_sizes(p, args.sizes, SIZES)
     loads, rows = [os.getloadavg()[0]], []
     for size in sizes:
-        tr, jr = (spawn(fw, size, args.repeats, args.threads) for fw in ("torch", "jax"))
+        tr, jr = (spawn("benchmarks.vae", fw, size, args.repeats, args.threads) for fw in ("torch", "jax"))
         if tuple(tr["latent"][2:]) != latent_shape(SIZES[size][1]) or tuple(jr["latent"][1:4]) != latent_shape(
                 SIZES[size][1]):
             raise RuntimeError(f"[{size}] unexpected latent shapes: torch {tr['latent']}, jax {jr['latent']}")
@@ -213,9 +191,8 @@ def main(argv=None):
           f"of each op. PyTorch: diffusers AutoencoderKLWan, `encode(x).latent_dist.mode()` / `decode(z).sample`, "
           f"no tiling. JAX: jitted `wan_vae.encode` / `decode`. Peak memory: GPU peak bytes where marked (device; "
           f"JAX's cannot be reset, so it is a running peak), else the worker's peak RSS over that op's timed calls "
-          f"(VmHWM reset before each op), weights included (Δ: growth over the RSS after the model build). 1-min "
-          f"load average sampled before/after each size: {', '.join(f'{x:.1f}' for x in loads)} (our worker alone "
-          f"accounts for up to --threads; more means other processes shared the cores). Versions: {versions()}.\n")
+          f"(VmHWM reset before each op), weights included (Δ: growth over the RSS after the model build). "
+          f"{load_note(loads)}. Versions: {versions()}.\n")
     print(format_table(rows))
 
 

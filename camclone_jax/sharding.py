@@ -9,7 +9,8 @@ runs on one CPU and on a pod.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+import math
+from collections.abc import Callable, Iterator, Sequence
 
 import jax
 from flax import nnx
@@ -75,6 +76,68 @@ def constrain(x: jax.Array, *names: str | None) -> jax.Array:
     if len(names) != x.ndim:
         raise ValueError(f"constrain got {len(names)} names for an array of shape {x.shape}")
     return jax.lax.with_sharding_constraint(x, logical_to_spec(names))
+
+
+def _axes_of(entry) -> tuple[str, ...]:
+    return (entry,) if isinstance(entry, str) else tuple(entry or ())
+
+
+def _fit(spec: PartitionSpec, shape: tuple[int, ...], mesh) -> PartitionSpec:
+    """Drops trailing mesh axes of each entry until they divide that dimension (shard_map needs even shards;
+    e.g. a CFG batch of 2 on data x fsdp = 8 is replicated over fsdp instead)."""
+    out = []
+    for entry, size in zip(spec, shape):
+        parts = _axes_of(entry)
+        while parts and size % math.prod(mesh.shape[a] for a in parts):
+            parts = parts[:-1]
+        out.append(None if not parts else parts[0] if len(parts) == 1 else parts)
+    return PartitionSpec(*out)
+
+
+def sequence_parallel_size() -> int:
+    """Devices the video tokens are split over (the mesh axes that `axes.LENGTH` maps to); 1 without a mesh."""
+    mesh = _active_mesh()
+    if mesh is None or not spmd.get_logical_axis_rules():
+        return 1
+    return math.prod(mesh.shape[a] for a in _axes_of(logical_to_spec((axes.LENGTH,))[0]))
+
+
+def per_device_attention(attention: Callable, q: jax.Array, k: jax.Array, v: jax.Array, *,
+                         self_attention: bool, force: bool = False) -> jax.Array:
+    """Runs `attention(q, k, v)` ([B, L, N, D] each) on every device's shard through `shard_map`.
+
+    Self-attention over sequence-sharded tokens is Ulysses sequence parallelism: an all-to-all turns the token
+    shards into head shards, each device attends over all L tokens for N / sp heads, and a second all-to-all
+    turns the result back into token shards. Cross-attention keeps its query tokens sharded and the (short) keys
+    whole, with no communication. Without a mesh, or with unsharded tokens and `force` false (the XLA backend,
+    which GSPMD partitions by itself), it is a plain call; `force` is for kernels with no partitioning rule of
+    their own (the Pallas splash kernel).
+    """
+    mesh = _active_mesh()
+    sp = sequence_parallel_size()
+    if mesh is None or not spmd.get_logical_axis_rules() or (sp == 1 and not force):
+        return attention(q, k, v)
+    q_spec = _fit(logical_to_spec((axes.BATCH, axes.LENGTH, axes.HEADS, None)), q.shape, mesh)
+    kv_spec = q_spec if self_attention else _fit(logical_to_spec((axes.BATCH, None, axes.HEADS, None)), k.shape,
+                                                 mesh)
+    seq_axes = _axes_of(q_spec[1])
+    if self_attention and seq_axes:
+        length, heads = q.shape[1], q.shape[2]
+        head_shards = sp * math.prod(mesh.shape[a] for a in _axes_of(q_spec[2]))
+        if length % sp or heads % head_shards:
+            raise ValueError(f"sequence parallelism over {sp} devices needs the token count ({length}) divisible by "
+                             f"{sp} and the heads ({heads}) by {head_shards} (sequence x tensor axes)")
+
+    def local(q, k, v):
+        if self_attention and seq_axes:  # [B, L/sp, N, D] -> [B, L, N/sp, D]
+            q, k, v = (jax.lax.all_to_all(x, seq_axes, 2, 1, tiled=True) for x in (q, k, v))
+        out = attention(q, k, v)
+        if self_attention and seq_axes:
+            out = jax.lax.all_to_all(out, seq_axes, 1, 2, tiled=True)
+        return out
+
+    return jax.shard_map(local, mesh=mesh, in_specs=(q_spec, kv_spec, kv_spec), out_specs=q_spec,
+                         check_vma=False)(q, k, v)
 
 
 @contextlib.contextmanager

@@ -24,7 +24,7 @@ def get_config(arg=None):
         "recammaster",
         param_dtype="float32",  # fp32 master weights for AdamW
         dtype="bfloat16",  # upstream trains under bf16; norms, modulation and RoPE stay fp32 inside the model
-        attention="xla" if arg.runlocal else "cudnn",  # cuDNN flash attention on GPU; XLA runs on any backend
+        attention="xla" if arg.runlocal else "auto",  # splash on TPU, cuDNN flash attention on GPU, else XLA
         # Upstream trains with --use_gradient_checkpointing; one sample is 2 clips x 32,760 tokens.
         remat="none" if arg.runlocal else "full",
     )

@@ -25,7 +25,7 @@ def get_config(arg=None):
         "syncammaster",
         param_dtype="float32",  # fp32 master weights for AdamW
         dtype="bfloat16",  # upstream trains under bf16; norms, modulation and RoPE stay fp32 inside the model
-        attention="xla" if arg.runlocal else "cudnn",  # cuDNN flash attention on GPU; XLA runs on any backend
+        attention="xla" if arg.runlocal else "auto",  # splash on TPU, cuDNN flash attention on GPU, else XLA
         remat="none" if arg.runlocal else "full",  # gradient checkpointing, as the other Wan-1.3B trainers
     )
     config.model_init = ""  # converted checkpoint (convert/) to start from; "" = random init

@@ -23,7 +23,7 @@ def get_config(arg=None):
         "wan_t2v_14b",
         param_dtype="float32",  # fp32 master weights for AdamW
         dtype="bfloat16",  # Wan runs its DiT in bf16; norms, modulation and RoPE stay fp32 inside the model
-        attention="xla" if arg.runlocal else "cudnn",  # cuDNN flash attention on GPU; XLA runs on any backend
+        attention="xla" if arg.runlocal else "auto",  # splash on TPU, cuDNN flash attention on GPU, else XLA
         remat="none" if arg.runlocal else "full",  # 40 blocks of width 5120 over 32,760 tokens: checkpoint blocks
     )
     config.model_init = ""  # converted Wan2.1-T2V-14B checkpoint (convert/); "" = random init

@@ -16,8 +16,10 @@ from typing import Any
 
 import jax.numpy as jnp
 
+from camclone_jax.models.attention import BACKENDS
+
 VARIANTS = ("t2v", "i2v", "camclone", "recam", "syncam")
-ATTENTION_BACKENDS = ("xla", "cudnn")
+ATTENTION_BACKENDS = BACKENDS  # "auto" picks per platform at model construction (attention.resolve_backend)
 REMAT_POLICIES = ("none", "full", "dots")
 
 
@@ -41,7 +43,7 @@ class DiTConfig:
     rope_theta: float = 10000.0
     param_dtype: str = "float32"
     dtype: str = "float32"  # compute dtype of matmuls and attention; norms / modulation / RoPE stay fp32
-    attention: str = "xla"
+    attention: str = "auto"
     remat: str = "none"
 
     def __post_init__(self):

@@ -17,6 +17,8 @@ Blocks are stacked on a leading `layers` axis and run with `lax.scan` (optionall
 
 from __future__ import annotations
 
+import functools
+
 import einops
 import jax
 import jax.numpy as jnp
@@ -25,11 +27,11 @@ from flax import nnx
 from jaxtyping import Array, Float
 
 from camclone_jax import axes
-from camclone_jax.models.attention import dot_product_attention
+from camclone_jax.models.attention import dot_product_attention, resolve_backend
 from camclone_jax.models.layers import (LayerNorm, Linear, RMSNorm, apply_rope, identity_init, layer_norm, param,
                                         rope_band_sizes, timestep_sinusoid, zeros)
 from camclone_jax.models.presets import DiTConfig
-from camclone_jax.sharding import constrain
+from camclone_jax.sharding import constrain, per_device_attention
 
 F32 = jnp.float32
 _REMAT_POLICIES = {
@@ -87,14 +89,19 @@ class SelfAttention(nnx.Module):
         self.o = Linear(e, e, (axes.HEADS, axes.EMBED), **kw)
         self.norm_q = RMSNorm(e, axes.HEADS, rngs=rngs, eps=cfg.eps, param_dtype=cfg.jnp_param_dtype)
         self.norm_k = RMSNorm(e, axes.HEADS, rngs=rngs, eps=cfg.eps, param_dtype=cfg.jnp_param_dtype)
-        self.num_heads, self.dtype, self.backend = cfg.num_heads, cfg.jnp_dtype, cfg.attention
+        self.num_heads, self.dtype = cfg.num_heads, cfg.jnp_dtype
+        self.backend = resolve_backend(cfg.attention, cfg.jnp_dtype)
 
     def __call__(self, x: Float[Array, "B L E"], rope: tuple[Array, Array]) -> Float[Array, "B L E"]:
         split = lambda t: einops.rearrange(t, "B L (N D) -> B L N D", N=self.num_heads)
         q = apply_rope(split(self.norm_q(self.q(x))), *rope).astype(self.dtype)
         k = apply_rope(split(self.norm_k(self.k(x))), *rope).astype(self.dtype)
-        out = dot_product_attention(q, k, split(self.v(x)), self.backend)
+        out = per_device_attention(self._attend, q, k, split(self.v(x)).astype(self.dtype), self_attention=True,
+                                   force=self.backend != "xla")
         return self.o(einops.rearrange(out, "B L N D -> B L (N D)"))
+
+    def _attend(self, q, k, v):
+        return dot_product_attention(q, k, v, self.backend)
 
 
 class CrossAttention(nnx.Module):
@@ -114,18 +121,23 @@ class CrossAttention(nnx.Module):
             self.k_img = Linear(e, e, (axes.EMBED, axes.HEADS), **kw)
             self.v_img = Linear(e, e, (axes.EMBED, axes.HEADS), **kw)
             self.norm_k_img = RMSNorm(e, axes.HEADS, rngs=rngs, eps=cfg.eps, param_dtype=pd)
-        self.num_heads, self.dtype, self.backend = cfg.num_heads, cfg.jnp_dtype, cfg.attention
+        self.num_heads, self.dtype = cfg.num_heads, cfg.jnp_dtype
+        self.backend = resolve_backend(cfg.attention, cfg.jnp_dtype)
         self.has_image_input = cfg.has_image_input
 
     def __call__(self, x: Float[Array, "B L E"], text: Float[Array, "B S E"],
                  image: Float[Array, "B S E"] | None) -> Float[Array, "B L E"]:
         split = lambda t: einops.rearrange(t, "B L (N D) -> B L N D", N=self.num_heads).astype(self.dtype)
         q = split(self.norm_q(self.q(x)))
-        out = dot_product_attention(q, split(self.norm_k(self.k(text))), split(self.v(text)), self.backend)
+        attend = functools.partial(per_device_attention, self._attend, self_attention=False,
+                                   force=self.backend != "xla")
+        out = attend(q, split(self.norm_k(self.k(text))), split(self.v(text)))
         if self.has_image_input:
-            k_img, v_img = split(self.norm_k_img(self.k_img(image))), split(self.v_img(image))
-            out = out + dot_product_attention(q, k_img, v_img, self.backend)
+            out = out + attend(q, split(self.norm_k_img(self.k_img(image))), split(self.v_img(image)))
         return self.o(einops.rearrange(out, "B L N D -> B L (N D)"))
+
+    def _attend(self, q, k, v):
+        return dot_product_attention(q, k, v, self.backend)
 
 
 def _modulation_table(cfg: DiTConfig, rngs: nnx.Rngs, slots: int) -> nnx.Param:

@@ -3,7 +3,9 @@
 
 Multi-host: `jax.distributed.initialize()` runs when `--coordinator` (or JAX_COORDINATOR_ADDRESS) is given, or on
 a cluster jax detects by itself when `--distributed` is passed; `--num_processes` / `--process_id` complete the
-explicit form. Every process runs the same command.
+explicit form. Every process runs the same command (bar its `--process_id`), e.g. two processes on one machine
+(CPU: gloo collectives): `... --coordinator 127.0.0.1:12355 --num_processes 2 --process_id 0` and the same with
+`--process_id 1` (tests/train/test_distributed.py runs this).
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ def maybe_initialize_distributed() -> bool:
         kwargs["num_processes"] = int(num)
     if pid is not None:
         kwargs["process_id"] = int(pid)
+    if jax.config.jax_cpu_collectives_implementation is None:
+        # Cross-process collectives on CPU (e.g. a localhost run) need an implementation; gloo is jax's
+        # default in recent versions, and the setting only affects the CPU backend.
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(**kwargs)
     return True
 

@@ -1,0 +1,91 @@
+"""Shared plumbing of the JAX-vs-PyTorch benchmarks: one subprocess worker per (framework, size) that prints one
+JSON line, the common command line, RSS probes, the CPU name and the version string.
+
+Workers run in their own process so that imports, allocator caches and XLA compilation of one measurement never
+pollute the timing or the memory of another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+
+
+def rss_kib(field: str) -> int:
+    """A /proc/self/status memory field in KiB: "VmRSS" (now) or "VmHWM" (peak since start or last reset)."""
+    with open("/proc/self/status") as f:
+        return int(re.search(rf"{field}:\s+(\d+)", f.read()).group(1))
+
+
+def reset_peak_rss() -> bool:
+    """Resets VmHWM (Linux >= 4.0) so that the next peak covers the timed calls only."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = re.search(r"model name\s*:\s*(.+)", f.read()).group(1).strip()
+    except (OSError, AttributeError):
+        name = "unknown CPU"
+    return f"{name} ({len(os.sched_getaffinity(0))} cores used)"
+
+
+def versions() -> str:
+    from importlib.metadata import version
+    return ", ".join(f"{p} {version(p)}" for p in ("jax", "jaxlib", "flax", "torch", "diffusers"))
+
+
+def seconds(r: dict) -> str:
+    """"median (min)" of a worker result's timed calls."""
+    return f"{r['median_s']:.3f} ({min(r['times']):.3f})"
+
+
+def add_common_args(p: argparse.ArgumentParser, sizes: dict, default_sizes: str, repeats_help: str) -> None:
+    p.add_argument("--sizes", default=default_sizes,
+                   help=f"comma-separated subset of {','.join(sizes)} (default %(default)s)")
+    p.add_argument("--repeats", type=int, default=3, help=repeats_help)
+    p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
+                   help="cores each worker is pinned to; also torch.set_num_threads (default: all, %(default)s)")
+    p.add_argument("--worker", choices=("jax", "torch"), help=argparse.SUPPRESS)
+    p.add_argument("--size", help=argparse.SUPPRESS)
+
+
+def run_worker_and_print(args, run_worker) -> None:
+    """Worker side: pins the process to --threads cores, runs, prints the one JSON line the parent reads."""
+    # Must precede the jax / torch imports: both size their thread pools from the affinity mask.
+    os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:args.threads])
+    print(json.dumps(run_worker(args.worker, args.size, args.repeats, args.threads)))
+
+
+def parse_sizes(p: argparse.ArgumentParser, text: str, sizes: dict) -> list[str]:
+    chosen = [s for s in text.split(",") if s]
+    unknown = set(chosen) - set(sizes)
+    if unknown:
+        p.error(f"unknown sizes {sorted(unknown)}; known: {list(sizes)}")
+    return chosen
+
+
+def spawn(module: str, framework: str, size: str, repeats: int, threads: int) -> dict:
+    """Runs `python -m module --worker framework --size size ...` and returns its JSON line."""
+    cmd = [sys.executable, "-m", module, "--worker", framework, "--size", size, "--repeats", str(repeats),
+           "--threads", str(threads)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def load_note(loads: list[float]) -> str:
+    # Other processes on the same cores skew CPU timings (PyTorch's OpenMP barriers suffer most), so say so.
+    return (f"1-min load average sampled before/after each size: {', '.join(f'{x:.1f}' for x in loads)} (our "
+            f"worker alone accounts for up to --threads; more means other processes shared the cores)")
