@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from camclone_jax.models.attention import BACKENDS as ATTENTION_BACKENDS
 from camclone_jax.sample import camera
 from camclone_jax.sample.denoise import SOLVERS, Sampler
 from camclone_jax.sample.tasks import DEFAULT_SAMPLERS, TASKS, Inputs, plot_path
@@ -81,6 +82,12 @@ def _common(parser: argparse.ArgumentParser, task: str) -> None:
     gen.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     gen.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                      help="compute dtype of the networks (bfloat16 on GPU/TPU; default float32)")
+    gen.add_argument("--attention", choices=ATTENTION_BACKENDS, default="auto",
+                     help="attention kernel: auto = splash on TPU, cuDNN flash on GPU under bfloat16, else xla")
+    gen.add_argument("--mesh", default=None, metavar="AXIS=N,...",
+                     help="spread the DiT over devices, e.g. 'sequence=8' (tokens over 8 devices, Ulysses attention) "
+                          "or 'data=2,sequence=-1' (CFG halves over 2, tokens over the rest); axes data, fsdp, "
+                          "tensor, sequence; -1 = the remaining devices (default: one device)")
     gen.add_argument("--no-tiling", action="store_true",
                      help="encode/decode whole frames instead of upstream's (30, 52)-latent VAE tiles")
     out = parser.add_argument_group("output")
@@ -151,6 +158,23 @@ def read_inputs(args) -> tuple[Inputs, np.ndarray | None]:
     return inputs, poses
 
 
+def parse_mesh(text: str):
+    """'data=2,sequence=-1' -> a device mesh (`sharding.make_mesh`); a bad spec is a CLIError naming it."""
+    import jax
+
+    from camclone_jax import sharding
+    from configs.common import mesh_shape
+
+    try:
+        shape = {k.strip(): int(v) for k, v in (item.split("=") for item in text.split(",") if item.strip())}
+        unknown = set(shape) - set(sharding.MESH_AXES)
+        if unknown:
+            raise ValueError(f"unknown axes {sorted(unknown)}; use {', '.join(sharding.MESH_AXES)}")
+        return sharding.make_mesh(mesh_shape({a: shape.get(a, 1) for a in sharding.MESH_AXES}, jax.device_count()))
+    except ValueError as err:
+        raise CLIError(f"--mesh {text!r}: {err}") from None
+
+
 def run_task(args) -> list[Path]:
     from camclone_jax.sample.checkpoints import CheckpointPaths, check_checkpoints, load_models
     from camclone_jax.sample.tasks import check_inputs, generate
@@ -164,13 +188,15 @@ def run_task(args) -> list[Path]:
     output = Path(args.output)
     if output.suffix.lower() != ".mp4":
         raise CLIError(f"--output must end in .mp4, got {output}")
+    mesh = parse_mesh(args.mesh) if args.mesh else None
 
     start = time.perf_counter()
-    models = load_models(args.task, paths, dtype=args.dtype)
+    models = load_models(args.task, paths, dtype=args.dtype, attention=args.attention)
     print(f"loaded {models.variant} models in {time.perf_counter() - start:.1f} s")
     start = time.perf_counter()
     videos = generate(models, args.task, inputs, num_frames=args.frames, height=args.height, width=args.width,
-                      sampler=sampler, seed=args.seed, tiled=not args.no_tiling, progress=not args.quiet)
+                      sampler=sampler, seed=args.seed, tiled=not args.no_tiling, progress=not args.quiet,
+                      mesh=mesh)
     print(f"generated {videos.shape[0]} x {videos.shape[1]} frames of {args.height}x{args.width} in "
           f"{time.perf_counter() - start:.1f} s")
     return write_outputs(args, inputs, videos, poses)

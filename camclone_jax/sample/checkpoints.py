@@ -71,9 +71,10 @@ def check_checkpoints(task: str, paths: CheckpointPaths) -> None:
         require_dir(paths.clip, "--clip", "clip")
 
 
-def load_models(task: str, paths: CheckpointPaths, dtype: str = "float32") -> Models:
-    """Checks, then loads the networks `task` needs; `dtype` is the DiT / encoders' compute dtype."""
+def load_models(task: str, paths: CheckpointPaths, dtype: str = "float32", attention: str = "auto") -> Models:
+    """Checks, then loads the networks `task` needs; `dtype` is the DiT / encoders' compute dtype, `attention`
+    the DiT's attention backend."""
     check_checkpoints(task, paths)
-    return Models(dit=load_dit(paths.dit, dtype=dtype), vae=load_vae(paths.vae, dtype=dtype),
+    return Models(dit=load_dit(paths.dit, dtype=dtype, attention=attention), vae=load_vae(paths.vae, dtype=dtype),
                   text_encoder=load_umt5(paths.text_encoder, dtype=dtype), tokenizer=PromptTokenizer(paths.tokenizer),
                   clip=load_clip(paths.clip, dtype=dtype) if task in NEEDS_CLIP else None)

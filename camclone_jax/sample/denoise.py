@@ -100,12 +100,23 @@ def _step(graphdef, params, latents, solver_state, k, timesteps, text, cfg_scale
 
 def denoise(dit, noise: Float[Array, "B F h w C"], text: Float[Array, "B S D"],
             negative_text: Float[Array, "B S D"] | None, sampler: Sampler, *, num_views: int = 1,
-            progress: bool = True, **conditions: Array | None) -> Float[Array, "B F h w C"]:
+            progress: bool = True, mesh: jax.sharding.Mesh | None = None,
+            **conditions: Array | None) -> Float[Array, "B F h w C"]:
     """Runs `sampler.steps` guided solver steps from `noise` (sigma 1) to clean latents (float32).
 
     `conditions`: y, clip_feature, cond_latents, cam_emb as the DiT variant needs them (None entries are dropped).
     `negative_text` may be None only when `sampler.cfg_scale == 1`.
+    `mesh` (`sharding.make_mesh`): the DiT weights are FSDP/tensor-sharded by the logical rules, the [2B] CFG
+    batch (samples, views) goes over data x fsdp and the video tokens over `sequence` (Ulysses attention).
     """
+    if mesh is not None:
+        from camclone_jax import sharding
+
+        with sharding.use_mesh(mesh):
+            graphdef, params = nnx.split(dit)
+            dit = nnx.merge(graphdef, jax.device_put(params, sharding.param_shardings(params, mesh)))
+            return denoise(dit, noise, text, negative_text, sampler, num_views=num_views, progress=progress,
+                           **conditions)
     noise = jnp.asarray(noise, jnp.float32)
     text = jnp.asarray(text, jnp.float32)
     if text.shape[0] != noise.shape[0]:

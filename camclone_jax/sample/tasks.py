@@ -114,9 +114,9 @@ def check_inputs(task: str, inputs: Inputs, num_frames: int, height: int, width:
 
 def generate(models: Models, task: str, inputs: Inputs, *, num_frames: int = 81, height: int = 480,
              width: int = 832, sampler: Sampler | None = None, seed: int = 0, tiled: bool = True,
-             progress: bool = True) -> np.ndarray:
+             progress: bool = True, mesh=None) -> np.ndarray:
     """Runs `task` and returns the decoded videos float32 [V, T, H, W, 3] in [-1, 1] (V = views for syncam,
-    else 1)."""
+    else 1). `mesh`: run the denoising loop over these devices (`denoise`)."""
     check_variant(task, models.variant)
     check_inputs(task, inputs, num_frames, height, width)
     sampler = sampler or DEFAULT_SAMPLERS[task]
@@ -132,7 +132,7 @@ def generate(models: Models, task: str, inputs: Inputs, *, num_frames: int = 81,
     conditions = _conditions(models, task, inputs, num_frames, height, width, tiled, progress)
     noise = noise_like(seed, (views, num_latent_frames(num_frames), height // 8, width // 8, 16))
     latents = denoise(models.dit, noise, text, negative_text, sampler, num_views=views, progress=progress,
-                      **conditions)
+                      mesh=mesh, **conditions)
     tiles = dict(tile_size=TILE_SIZE, tile_stride=TILE_STRIDE, progress=progress) if tiled else {}
     return np.stack([np.asarray(decode(models.vae, latents[v:v + 1], **tiles))[0] for v in range(views)])
 

@@ -73,9 +73,34 @@ SEQUENCE_PARALLEL = textwrap.dedent("""
 """)
 
 
-def _run_8_devices(*args: str) -> str:
+SAMPLING = textwrap.dedent("""
+    import jax, jax.numpy as jnp, numpy as np
+    from flax import nnx
+    from camclone_jax.models import DiTConfig, WanDiT
+    from camclone_jax.sample.denoise import Sampler, denoise, noise_like
+    from camclone_jax.sample.__main__ import parse_mesh
+
+    jax.config.update("jax_default_matmul_precision", "highest")
+    model = WanDiT(DiTConfig.tiny("t2v", dim=128, num_heads=8, ffn_dim=256), rngs=nnx.Rngs(0))
+    model.head.head.kernel.set_value(jax.random.normal(jax.random.key(1), model.head.head.kernel.shape) * 0.2)
+    rng = np.random.default_rng(0)
+    text, negative = (jnp.asarray(rng.standard_normal((1, 8, 32)), jnp.float32) for _ in range(2))
+    noise = noise_like(0, (1, 2, 4, 8, 16))
+    sampler = Sampler("unipc", steps=3, shift=3.0, cfg_scale=5.0)
+    expected = denoise(model, noise, text, negative, sampler, progress=False)
+    mesh = parse_mesh("data=2,sequence=-1")  # cond / uncond over data, 16 tokens per frame over 4 devices
+    assert dict(mesh.shape) == {"data": 2, "fsdp": 1, "tensor": 1, "sequence": 4}, mesh.shape
+    out = denoise(model, noise, text, negative, sampler, progress=False, mesh=mesh)
+    err = float(jnp.max(jnp.abs(out - expected)) / jnp.max(jnp.abs(expected)))
+    assert err < 1e-5, err
+    print("sampling", err)
+    print("ok")
+""")
+
+
+def _run_8_devices(*args: str, script: str = SEQUENCE_PARALLEL) -> str:
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
-    run = subprocess.run([sys.executable, "-c", SEQUENCE_PARALLEL, *args], capture_output=True, text=True, env=env,
+    run = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, env=env,
                          timeout=900)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
     assert run.stdout.rstrip().endswith("ok"), run.stdout
@@ -84,6 +109,19 @@ def _run_8_devices(*args: str) -> str:
 
 def test_sequence_sharded_forward_and_gradients_equal_unsharded():
     _run_8_devices("camclone", "xla", "sequence=8", "data=2,sequence=4")
+
+
+def test_sampling_over_a_data_x_sequence_mesh_equals_one_device():
+    _run_8_devices(script=SAMPLING)
+
+
+def test_bad_mesh_spec_is_a_clear_error():
+    from camclone_jax.sample.__main__ import CLIError, parse_mesh
+
+    with pytest.raises(CLIError, match="unknown axes \\['seq'\\]"):
+        parse_mesh("seq=2")
+    with pytest.raises(CLIError, match="needs 3 devices, have 1"):
+        parse_mesh("sequence=3")
 
 
 def test_splash_kernel_inside_sequence_parallel_shard_map():
