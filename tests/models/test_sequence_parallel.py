@@ -153,6 +153,31 @@ def test_splash_equals_xla_forward_and_gradient(length, keys):
         np.testing.assert_allclose(a, b, atol=1e-4 * float(jnp.max(jnp.abs(b))))
 
 
+@pytest.mark.parametrize("length,keys", [(300, 300), (257, 40)])
+def test_blockwise_xla_attention_equals_one_shot(length, keys, monkeypatch):
+    """Long sequences take query blocks with a recomputing backward (a small budget forces 7-38 blocks here,
+    the last one padded); forward and gradients equal the one-shot logits path."""
+    from camclone_jax.models import attention
+
+    rng = np.random.default_rng(length)
+    q, k, v = (jnp.asarray(rng.standard_normal(s), jnp.float32)
+               for s in ((2, length, 3, 16), (2, keys, 3, 16), (2, keys, 3, 16)))
+    cot = jnp.asarray(rng.standard_normal((2, length, 3, 16)), jnp.float32)
+
+    def run():
+        f = lambda q, k, v: jnp.sum(jnp.sin(dot_product_attention(q, k, v, "xla")) * cot)  # noqa: E731
+        return jax.jit(lambda q, k, v: (dot_product_attention(q, k, v, "xla"),
+                                        jax.grad(f, argnums=(0, 1, 2))(q, k, v)))(q, k, v)
+
+    out_full, grads_full = run()
+    monkeypatch.setattr(attention, "XLA_LOGITS_BUDGET", 6 * keys * 8)  # 8-token query blocks
+    assert attention.query_block(6, length, keys) == 8
+    out_blocks, grads_blocks = run()
+    np.testing.assert_allclose(out_blocks, out_full, atol=1e-6)
+    for a, b in zip(grads_blocks, grads_full, strict=True):
+        np.testing.assert_allclose(a, b, atol=2e-6 * float(jnp.max(jnp.abs(b))))
+
+
 def test_auto_backend_is_xla_on_cpu_and_names_are_checked():
     assert resolve_backend("auto") == "xla" and resolve_backend("auto", jnp.bfloat16) == "xla"
     with pytest.raises(ValueError, match="unknown attention backend 'flash'"):

@@ -1,0 +1,36 @@
+"""Camera-accuracy evaluation: RotErr / TransErr / CamMC (spec `cami2v_metrics.md` 8.3) from poses estimated
+with COLMAP/GLOMAP SfM (pycolmap, spec 8.2) or a homography estimator for rotation-only clips.
+
+`metrics` is numpy-only; `poses` needs pycolmap (`pip install 'camclone_jax[eval]'`) when an estimator runs.
+CLI: `python -m camclone_jax.eval --help`.
+"""
+
+from camclone_jax.eval.metrics import (
+    camera_metrics,
+    cammc,
+    normalise_translations,
+    relative_to_first,
+    rot_err,
+    trans_err,
+    translation_scale,
+)
+from camclone_jax.eval.poses import (
+    Intrinsics,
+    PoseEstimate,
+    estimate_poses_sfm,
+    estimate_rotations_homography,
+)
+
+__all__ = [
+    "camera_metrics",
+    "cammc",
+    "normalise_translations",
+    "relative_to_first",
+    "rot_err",
+    "trans_err",
+    "translation_scale",
+    "Intrinsics",
+    "PoseEstimate",
+    "estimate_poses_sfm",
+    "estimate_rotations_homography",
+]
