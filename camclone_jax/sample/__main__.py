@@ -46,6 +46,7 @@ EPILOG = """examples:
       --prompt "..." --output out/camclone_i2v.mp4
   python -m camclone_jax.sample recam --models ckpt/recam --source-video src.mp4 --trajectory 9 --prompt "..."
   python -m camclone_jax.sample recam --models ckpt/recam --source-video src.mp4 --trajectory "orbit:30+zoom:0.5"
+  python -m camclone_jax.sample recam --models ckpt/recam --source-video src.mp4 --trajectory-from drone.mp4
   python -m camclone_jax.sample syncam --models ckpt/syncam --views az --prompt "an elephant walking"
   python -m camclone_jax.sample t2v --models ckpt/wan_t2v_1_3b --prompt "a cat surfing" --frames 49
 """
@@ -120,8 +121,18 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--image", help="first frame (I2V; in V2V it overrides the content video's frame 0)")
         elif task == "recam":
             sub.add_argument("--source-video", required=True, help="the video to re-shoot (at least --frames long)")
-            sub.add_argument("--trajectory", required=True,
-                             help="preset 1-10, a camera JSON path, or a spec like 'pan:20' / 'orbit:30+zoom:0.5'")
+            path = sub.add_mutually_exclusive_group(required=True)
+            path.add_argument("--trajectory",
+                              help="preset 1-10, a camera JSON path, or a spec like 'pan:20' / 'orbit:30+zoom:0.5'")
+            path.add_argument("--trajectory-from", metavar="VIDEO",
+                              help="take the camera path of another video (estimated with COLMAP/GLOMAP, or "
+                                   "homographies with --trajectory-method homography; needs pycolmap)")
+            sub.add_argument("--trajectory-method", choices=("sfm", "homography"), default="sfm",
+                             help="--trajectory-from estimator: sfm (any motion) or homography (pans/tilts/rolls "
+                                  "only, fast); default sfm")
+            sub.add_argument("--trajectory-scale", type=float, default=1.0,
+                             help="--trajectory-from: SfM paths have no scale; the farthest camera is put this far "
+                                  "from the first (presets move 1-2; default 1.0)")
             sub.add_argument("--camera", help="camera key in the JSON (e.g. 3 or cam03) when it holds several")
         elif task == "syncam":
             sub.add_argument("--views", choices=sorted(camera.SYNCAM_PRESETS), default="az",
@@ -149,7 +160,12 @@ def read_inputs(args) -> tuple[Inputs, np.ndarray | None]:
         elif not args.image:
             raise CLIError("camclone needs --content-video (V2V) or --image (I2V)")
     elif args.task == "recam":
-        poses = camera.recam_trajectory(args.trajectory, args.camera, num_frames=args.frames)
+        if args.trajectory_from:
+            poses = camera.trajectory_from_video(args.trajectory_from, args.frames, height=args.height,
+                                                 width=args.width, method=args.trajectory_method,
+                                                 scale=args.trajectory_scale)
+        else:
+            poses = camera.recam_trajectory(args.trajectory, args.camera, num_frames=args.frames)
         inputs.cam_emb = camera.recam_embedding(poses)
         inputs.source_video = video(args.source_video, "error")
     elif args.task == "syncam":
@@ -220,7 +236,8 @@ def write_outputs(args, inputs: Inputs, videos: np.ndarray, poses: np.ndarray | 
     written = [Path(write_video(args.output, result, fps=args.fps))]
     if poses is not None:
         labels = [f"view {i}" for i in range(len(poses))] if args.task == "syncam" else None
-        title = (f"ReCamMaster trajectory {args.trajectory}" if args.task == "recam"
+        title = (f"ReCamMaster trajectory {args.trajectory or 'of ' + Path(args.trajectory_from).name}"
+                 if args.task == "recam"
                  else f"SynCamMaster views '{args.views}' (relative to view 0)")
         written.append(Path(plot_cameras(poses, plot_path(args.output), title=title, labels=labels)))
     for path in written:

@@ -280,6 +280,30 @@ def recam_trajectory(trajectory: int | str | Path, camera: int | str | None = No
     return trajectory_from_spec(trajectory, num_frames)
 
 
+def trajectory_from_video(path: str | Path, num_frames: int, *, height: int = 480, width: int = 832,
+                          method: str = "sfm", scale: float = 1.0, intrinsics=None) -> np.ndarray:
+    """Relative c2w [num_frames, 4, 4] (OpenCV) of the camera that filmed the video at `path`, estimated with
+    the evaluator's pose estimators (`camclone_jax.eval.poses`: "sfm" = COLMAP features + sequential matching
+    + GLOMAP, any motion; "homography" = rotation only, for pans / tilts / rolls, fast). SfM recovers the path
+    only up to scale: translations are rescaled so the farthest camera is `scale` from the first (the presets
+    move 1-2 units). Raises ValueError with the estimator's message when it cannot place every frame."""
+    from camclone_jax.eval.poses import estimate_poses_sfm, estimate_rotations_homography
+    from camclone_jax.sample.video import read_video
+
+    if method not in ("sfm", "homography"):
+        raise ValueError(f"trajectory method must be 'sfm' or 'homography', got {method!r}")
+    frames = read_video(path, height=height, width=width, num_frames=num_frames, short="error")
+    estimate = (estimate_poses_sfm if method == "sfm" else estimate_rotations_homography)(frames, intrinsics)
+    if not estimate.success:
+        raise ValueError(f"could not estimate the camera path of {path} ({method}): {estimate.message}"
+                         + ("; for a pure pan / tilt try --trajectory-method homography" if method == "sfm" else ""))
+    rel = relative_poses(estimate.c2w)
+    reach = float(np.max(np.linalg.norm(rel[:, :3, 3], axis=-1)))
+    if reach > 1e-9:
+        rel[:, :3, 3] *= scale / reach
+    return rel
+
+
 def recam_cam_emb(trajectory: int | str | Path, camera: int | str | None = None,
                   num_frames: int | None = None, stride: int = LATENT_STRIDE) -> np.ndarray:
     """ReCamMaster `cam_emb` [F, 12] float32 (F = 21 for 81 frames), relative to the trajectory's frame 0;

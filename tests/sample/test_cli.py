@@ -28,7 +28,7 @@ from camclone_jax.models.wan_vae import tiny_vae
 from camclone_jax.sample import checkpoints
 from camclone_jax.sample.__main__ import main
 from camclone_jax.sample.demo import run_demo, train_tokenizer
-from camclone_jax.sample.video import make_test_video
+from camclone_jax.sample.video import make_test_video, write_video
 from convert import clip as convert_clip_shapes
 from convert import convert
 from convert import umt5 as convert_umt5_shapes
@@ -303,3 +303,58 @@ def test_demo_runs_at_a_small_size(tmp_path):
     frames = read_mp4(out)
     assert frames.shape == (FRAMES, HEIGHT, 3 * WIDTH, 3)
     assert not list(tmp_path.glob("*.part"))
+
+
+# --trajectory-from: the camera path of another video ----------------------------------------------------------
+def _pan_clip(path: Path, frames: int, height: int, width: int, angle: float = 20.0):
+    """A rendered synthetic scene filmed by a camera panning `angle` degrees; -> (mp4 path, true relative c2w)."""
+    from camclone_jax.data import render, synthetic
+    from camclone_jax.data.trajectories import Trajectory
+
+    rel = Trajectory("pan", {"angle": angle}, {"mode": "constant"}).relative_poses(frames)
+    intr = render.Intrinsics.from_fov(width, height, 60.0)
+    video, _ = synthetic.render_video(synthetic.make_location(0, 0), rel, intr, supersample=1)
+    return Path(write_video(path, video.astype(np.float32) / 127.5 - 1.0, fps=15)), rel, intr
+
+
+def test_trajectory_from_video_recovers_a_pan(tmp_path):
+    from camclone_jax.sample.camera import trajectory_from_video
+
+    path, rel, intr = _pan_clip(tmp_path / "pan.mp4", 17, 96, 144)
+    poses = trajectory_from_video(path, 17, height=96, width=144, method="homography",
+                                  intrinsics=(intr.fx, intr.fy, intr.cx, intr.cy))
+    angle = lambda a, b: np.degrees(np.arccos(np.clip((np.trace(a[:3, :3].T @ b[:3, :3]) - 1) / 2, -1, 1)))
+    errors = [angle(p, r) for p, r in zip(poses, rel, strict=True)]
+    assert max(errors) < 1.0, errors  # the pan reaches 20 degrees
+    assert angle(poses[-1], np.eye(4)) > 15
+
+
+def test_recam_with_trajectory_from_video(ckpt, media, tmp_path, capsys, monkeypatch):
+    """The CLI path: the estimate (here at the clip's own 96x144, the test run's 32x48 is too small for SIFT)
+    becomes the cam_emb and the plot; a video with no features is a clean error naming it."""
+    from camclone_jax.sample import camera
+
+    path, _, _ = _pan_clip(tmp_path / "pan.mp4", FRAMES, 96, 144)
+    real = camera.trajectory_from_video
+    seen = {}
+
+    def at_clip_size(video, frames, **kw):
+        seen.update(kw)
+        return real(video, frames, **{**kw, "height": 96, "width": 144})
+
+    monkeypatch.setattr(camera, "trajectory_from_video", at_clip_size)
+    out = tmp_path / "from_video.mp4"
+    enc = ckpt / "enc"
+    run_cli("recam", "--dit", ckpt / "recam" / "dit", "--vae", enc / "vae", "--text-encoder", enc / "umt5",
+            "--tokenizer", enc / "umt5" / "spiece.model", "--source-video", media["ref"], "--trajectory-from", path,
+            "--trajectory-method", "homography", "--prompt", "a room", "--output", out, *FAST, capsys=capsys)
+    check_output(out, WIDTH, plot=True)
+    assert seen["method"] == "homography"
+
+    grey = write_video(tmp_path / "grey.mp4", np.zeros((FRAMES, 96, 144, 3), np.float32), fps=15)
+    err = run_cli("recam", "--dit", ckpt / "recam" / "dit", "--vae", enc / "vae", "--text-encoder", enc / "umt5",
+                  "--tokenizer", enc / "umt5" / "spiece.model", "--source-video", media["ref"], "--trajectory-from",
+                  grey, "--trajectory-method", "homography", "--prompt", "x", "--output", tmp_path / "no.mp4",
+                  *FAST, expect=2, capsys=capsys)
+    assert "could not estimate the camera path of" in err and "grey.mp4" in err
+    assert not (tmp_path / "no.mp4").exists()
