@@ -17,8 +17,8 @@ Rules (CamCloneMaster's Camera Clone Dataset, spec camera_control.md 8.3, scaled
   (test/loc0000 ..). Scenes are drawn from (seed, split, location) and trajectories from (seed, split, group),
   so the test split shares no scene and no trajectory with train, and neither split depends on the other's
   size (adding test locations never changes train, and vice versa). Evaluate on test.csv only.
-- Speed: each trajectory is constant speed or variable speed with v(u) = 1 + a cos(2 pi k u) over clip time
-  u (see camclone_jax.data.trajectories; the spec gives no formula, this one is ours).
+- Speed: half the trajectories are constant speed, half follow the MultiCamVideo formula (ReCamMaster README)
+  s(u) = (1 - exp(-a u)) / (1 - exp(-a)) over clip time u, |a| in [1, 4] (camclone_jax.data.trajectories).
 
 Layout of DIR:
     train.csv, test.csv       CameraClone index: video_path, caption, ref_video_path, content_video_path
