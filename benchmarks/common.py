@@ -1,5 +1,11 @@
 """Shared plumbing of the JAX-vs-PyTorch benchmarks: one subprocess worker per (framework, size) that prints one
-JSON line, the common command line, RSS probes, the CPU name and the version string.
+JSON line, the common command line, RSS probes, the CPU name, the version string and MFU.
+
+MFU = achieved FLOP/s / the device's peak. The peak is `--peak-tflops` when given, else the JAX worker's
+`camclone_jax.flops.peak_flops_per_second(device, "float32")` (the benchmarks run fp32: TF32 tensor cores on
+NVIDIA; the environment variable CAMCLONE_PEAK_TFLOPS overrides it), which the worker reports in its JSON as
+`peak_flops`. CPUs have no known peak, so MFU prints "–" there unless `--peak-tflops` is given. Both frameworks
+run on the same device, so the torch MFU uses the same peak.
 
 Workers run in their own process so that imports, allocator caches and XLA compilation of one measurement never
 pollute the timing or the memory of another.
@@ -56,15 +62,48 @@ def add_common_args(p: argparse.ArgumentParser, sizes: dict, default_sizes: str,
     p.add_argument("--repeats", type=int, default=3, help=repeats_help)
     p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
                    help="cores each worker is pinned to; also torch.set_num_threads (default: all, %(default)s)")
+    p.add_argument("--peak-tflops", type=float, default=None,
+                   help="device peak in TFLOP/s for the MFU columns (default: the known fp32 peak of the JAX device "
+                        "from camclone_jax.flops.peak_flops_per_second, or $CAMCLONE_PEAK_TFLOPS; none on CPU, "
+                        "where MFU prints '–')")
     p.add_argument("--worker", choices=("jax", "torch"), help=argparse.SUPPRESS)
     p.add_argument("--size", help=argparse.SUPPRESS)
 
 
 def run_worker_and_print(args, run_worker) -> None:
-    """Worker side: pins the process to --threads cores, runs, prints the one JSON line the parent reads."""
+    """Worker side: pins the process to --threads cores, runs, prints the one JSON line the parent reads. The
+    JAX worker's line also carries `peak_flops` (FLOP/s or None), the peak that the MFU columns divide by."""
     # Must precede the jax / torch imports: both size their thread pools from the affinity mask.
     os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:args.threads])
-    print(json.dumps(run_worker(args.worker, args.size, args.repeats, args.threads)))
+    result = run_worker(args.worker, args.size, args.repeats, args.threads)
+    if args.worker == "jax":
+        from camclone_jax.flops import peak_flops_per_second
+        result["peak_flops"] = peak_flops_per_second(None, "float32", override_tflops=args.peak_tflops)
+    print(json.dumps(result))
+
+
+def peak_flops(args, jax_results) -> float | None:
+    """The peak (FLOP/s) for the MFU columns: --peak-tflops, else what the JAX workers reported (None: unknown)."""
+    if args.peak_tflops is not None:
+        return args.peak_tflops * 1e12
+    return next((r["peak_flops"] for r in jax_results if r.get("peak_flops")), None)
+
+
+def mfu(flops: float | None, secs: float, peak: float | None) -> str:
+    """Model FLOP utilisation in percent, "–" when the peak or the FLOP count is unknown."""
+    if not peak or not flops:
+        return "–"
+    return f"{100 * flops / secs / peak:.2f} %"
+
+
+def tflops(flops: float | None, secs: float) -> str:
+    return "–" if not flops else f"{flops / secs / 1e12:.3f}"
+
+
+def peak_note(peak: float | None) -> str:
+    if peak is None:
+        return ("MFU: – (no known peak for this device; pass --peak-tflops or set CAMCLONE_PEAK_TFLOPS)")
+    return f"MFU against a peak of {peak / 1e12:.1f} TFLOP/s (fp32 matmul rate; --peak-tflops overrides)"
 
 
 def parse_sizes(p: argparse.ArgumentParser, text: str, sizes: dict) -> list[str]:
@@ -75,10 +114,12 @@ def parse_sizes(p: argparse.ArgumentParser, text: str, sizes: dict) -> list[str]
     return chosen
 
 
-def spawn(module: str, framework: str, size: str, repeats: int, threads: int) -> dict:
-    """Runs `python -m module --worker framework --size size ...` and returns its JSON line."""
+def spawn(module: str, framework: str, size: str, repeats: int, threads: int, *,
+          peak_tflops: float | None = None, extra: tuple[str, ...] = ()) -> dict:
+    """Runs `python -m module --worker framework --size size ... [extra]` and returns its JSON line."""
     cmd = [sys.executable, "-m", module, "--worker", framework, "--size", size, "--repeats", str(repeats),
-           "--threads", str(threads)]
+           "--threads", str(threads), *(() if peak_tflops is None else ("--peak-tflops", str(peak_tflops))),
+           *extra]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -89,3 +130,10 @@ def load_note(loads: list[float]) -> str:
     # Other processes on the same cores skew CPU timings (PyTorch's OpenMP barriers suffer most), so say so.
     return (f"1-min load average sampled before/after each size: {', '.join(f'{x:.1f}' for x in loads)} (our "
             f"worker alone accounts for up to --threads; more means other processes shared the cores)")
+
+
+def emit(heading: str, note: str, table: str) -> str:
+    """Prints a suite's report (heading, note paragraph, table) and returns it as one markdown string."""
+    text = f"{heading}\n\n{note}\n\n{table}\n"
+    print(text, end="", flush=True)
+    return text

@@ -14,8 +14,10 @@ jax/torch ratio and achieved TFLOP/s use the medians, from an analytic matmul FL
 (`camclone_jax.flops.dit_forward_flops`). Memory on CPU: peak RSS of the worker over the timed calls (VmHWM is reset
 after the warm-up, so compile-time memory is excluded), weights included, plus its growth over the RSS right
 after the model build. On GPU: peak device bytes (`memory_stats()["peak_bytes_in_use"]` /
-`torch.cuda.max_memory_allocated()`), weights included. `--threads N` pins each worker to N cores (CPU
-affinity, which both XLA's and PyTorch's thread pools size themselves to) and calls `torch.set_num_threads(N)`.
+`torch.cuda.max_memory_allocated()`), weights included. MFU = achieved FLOP/s / the device's fp32 peak
+(`--peak-tflops`, else `camclone_jax.flops.peak_flops_per_second`; "–" on CPU without `--peak-tflops`).
+`--threads N` pins each worker to N cores (CPU affinity, which both XLA's and PyTorch's thread pools size
+themselves to) and calls `torch.set_num_threads(N)`.
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ import statistics
 import sys
 import time
 
-from benchmarks.common import (add_common_args, cpu_name, load_note, parse_sizes, reset_peak_rss, rss_kib,
-                               run_worker_and_print, seconds, spawn, versions)
+from benchmarks.common import (add_common_args, cpu_name, emit, load_note, mfu, parse_sizes, peak_flops, peak_note,
+                               reset_peak_rss, rss_kib, run_worker_and_print, seconds, spawn, versions)
 
 # name -> (DiTConfig factory, its overrides, latent (F, H, W)). "full" is the real 1.3B on a latent sized so that
 # its PyTorch forward takes ~10 s on a 2-core CPU. "medium" keeps the 1.3B width (head_dim 128) with 4 layers
@@ -131,11 +133,11 @@ def _mem(r: dict) -> str:
     return f"{r['peak_rss_kib'] / 2**20:.2f} ({(r['peak_rss_kib'] - r['rss_built_kib']) / 2**20:+.2f})"
 
 
-def format_table(rows: list[tuple[str, dict, dict]]) -> str:
+def format_table(rows: list[tuple[str, dict, dict]], peak: float | None = None) -> str:
     lines = ["| size | layers/dim/heads | latent FxHxW | tokens | GFLOP | torch s med (min) | jax s med (min) | "
-             "jax/torch (median) | torch TFLOP/s | jax TFLOP/s | jax compile s (warm-up − fastest) | "
-             "torch peak GiB (Δ) | jax peak GiB (Δ) |",
-             "|" + "---|" * 13]
+             "jax/torch (median) | torch TFLOP/s | jax TFLOP/s | torch MFU | jax MFU | "
+             "jax compile s (warm-up − fastest) | torch peak GiB (Δ) | jax peak GiB (Δ) |",
+             "|" + "---|" * 15]
     from camclone_jax.flops import dit_forward_flops
     for size, tr, jr in rows:
         cfg, latent = make_config(size), SIZES[size][2]
@@ -143,7 +145,8 @@ def format_table(rows: list[tuple[str, dict, dict]]) -> str:
         lines.append(f"| {size} | {cfg.num_layers}/{cfg.dim}/{cfg.num_heads} | {'x'.join(map(str, latent))} | "
                      f"{num_tokens(cfg, latent)} | {flops / 1e9:.1f} | {seconds(tr)} | {seconds(jr)} | "
                      f"**{jr['median_s'] / tr['median_s']:.2f}** | {flops / tr['median_s'] / 1e12:.3f} | "
-                     f"{flops / jr['median_s'] / 1e12:.3f} | {jr['warmup_s'] - min(jr['times']):.1f} | "
+                     f"{flops / jr['median_s'] / 1e12:.3f} | {mfu(flops, tr['median_s'], peak)} | "
+                     f"{mfu(flops, jr['median_s'], peak)} | {jr['warmup_s'] - min(jr['times']):.1f} | "
                      f"{_mem(tr)} | {_mem(jr)} |")
     return "\n".join(lines)
 
@@ -161,18 +164,21 @@ def main(argv=None):
     sizes = parse_sizes(p, args.sizes, SIZES)
     loads, rows = [os.getloadavg()[0]], []
     for size in sizes:
-        tr, jr = (spawn("benchmarks.dit_forward", fw, size, args.repeats, args.threads) for fw in ("torch", "jax"))
+        tr, jr = (spawn("benchmarks.dit_forward", fw, size, args.repeats, args.threads, peak_tflops=args.peak_tflops)
+                  for fw in ("torch", "jax"))
         print(f"[{size}] torch {tr['times']}  jax {jr['times']} (warm-up {jr['warmup_s']:.1f} s)", file=sys.stderr)
         rows.append((size, tr, jr))
         loads.append(os.getloadavg()[0])
     devices = sorted({r["device"] for _, *pair in rows for r in pair})
-    print(f"### WanDiT forward, JAX vs PyTorch ({datetime.date.today()})\n")
-    print(f"Device: {' / '.join(devices)}; threads {args.threads} (CPU affinity + torch.set_num_threads); batch 1, "
-          f"fp32, {TEXT_LEN} text rows, random weights, median (min) of {args.repeats} after one warm-up call. "
-          f"PyTorch: diffusers WanTransformer3DModel (SDPA). Peak memory: GPU peak bytes where marked (device), "
-          f"else the worker's peak RSS over the timed calls, weights included (Δ: growth over the RSS after the "
-          f"model build). {load_note(loads)}. Versions: {versions()}.\n")
-    print(format_table(rows))
+    peak = peak_flops(args, [jr for _, _, jr in rows])
+    return emit(f"### WanDiT forward, JAX vs PyTorch ({datetime.date.today()})",
+                f"Device: {' / '.join(devices)}; threads {args.threads} (CPU affinity + "
+                f"torch.set_num_threads); batch 1, fp32, {TEXT_LEN} text rows, random weights, median (min) of "
+                f"{args.repeats} after one warm-up call. PyTorch: diffusers WanTransformer3DModel (SDPA). Peak "
+                f"memory: GPU peak bytes where marked (device), else the worker's peak RSS over the timed calls, "
+                f"weights included (Δ: growth over the RSS after the model build). {peak_note(peak)}. "
+                f"{load_note(loads)}. Versions: {versions()}.",
+                format_table(rows, peak))
 
 
 if __name__ == "__main__":

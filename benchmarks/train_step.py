@@ -19,7 +19,9 @@ pair: one warm-up step (for JAX it also compiles; "compile" = warm-up minus the 
 `--repeats` timed steps (median and min; JAX synchronised with `block_until_ready` on the new state). Achieved
 TFLOP/s = `camclone_jax.flops.dit_train_flops` (forward + backward matmuls with only self-attention's weight
 gradients) / median step time. Memory on CPU: peak RSS of the worker over the timed steps (VmHWM reset after the
-warm-up), weights and optimiser state included, and its growth over the RSS after the build.
+warm-up), weights and optimiser state included, and its growth over the RSS after the build. MFU = achieved
+FLOP/s / the device's fp32 peak (`--peak-tflops`, else `camclone_jax.flops.peak_flops_per_second`; "–" on CPU
+without `--peak-tflops`).
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ import statistics
 import sys
 import time
 
-from benchmarks.common import (add_common_args, cpu_name, load_note, parse_sizes, reset_peak_rss, rss_kib,
-                               run_worker_and_print, seconds, spawn, versions)
+from benchmarks.common import (add_common_args, cpu_name, emit, load_note, mfu, parse_sizes, peak_flops, peak_note,
+                               reset_peak_rss, rss_kib, run_worker_and_print, seconds, spawn, versions)
 
 # name -> (DiTConfig preset, its overrides, target latent (F, H, W)). "medium" keeps the 1.3B width (head_dim
 # 128) with 4 layers on 17 frames at 240x416 (1950 tokens), as benchmarks/dit_forward.py's "medium": a step
@@ -167,12 +169,12 @@ def _mem(r: dict) -> str:
     return f"{r['peak_rss_kib'] / 2**20:.2f} ({(r['peak_rss_kib'] - r['rss_built_kib']) / 2**20:+.2f})"
 
 
-def format_table(rows: list[tuple[str, dict, dict]]) -> str:
+def format_table(rows: list[tuple[str, dict, dict]], peak: float | None = None) -> str:
     from camclone_jax.flops import dit_sequence_tokens, dit_train_flops
     lines = ["| size | layers/dim/heads | latent FxHxW | tokens | step GFLOP | torch s med (min) | jax s med (min) | "
-             "jax/torch (median) | torch TFLOP/s | jax TFLOP/s | jax compile s (warm-up − fastest) | "
-             "torch peak GiB (Δ) | jax peak GiB (Δ) |",
-             "|" + "---|" * 13]
+             "jax/torch (median) | torch TFLOP/s | jax TFLOP/s | torch MFU | jax MFU | "
+             "jax compile s (warm-up − fastest) | torch peak GiB (Δ) | jax peak GiB (Δ) |",
+             "|" + "---|" * 15]
     for size, tr, jr in rows:
         cfg, latent = make_config(size), SIZES[size][2]
         tokens = dit_sequence_tokens(cfg, *latent)
@@ -180,7 +182,8 @@ def format_table(rows: list[tuple[str, dict, dict]]) -> str:
         lines.append(f"| {size} | {cfg.num_layers}/{cfg.dim}/{cfg.num_heads} | {'x'.join(map(str, latent))} | "
                      f"{tokens} | {flops / 1e9:.1f} | {seconds(tr)} | {seconds(jr)} | "
                      f"**{jr['median_s'] / tr['median_s']:.2f}** | {flops / tr['median_s'] / 1e12:.3f} | "
-                     f"{flops / jr['median_s'] / 1e12:.3f} | {jr['warmup_s'] - min(jr['times']):.1f} | "
+                     f"{flops / jr['median_s'] / 1e12:.3f} | {mfu(flops, tr['median_s'], peak)} | "
+                     f"{mfu(flops, jr['median_s'], peak)} | {jr['warmup_s'] - min(jr['times']):.1f} | "
                      f"{_mem(tr)} | {_mem(jr)} |")
     return "\n".join(lines)
 
@@ -201,21 +204,24 @@ def main(argv=None):
     sizes = parse_sizes(p, args.sizes, SIZES)
     loads, rows = [os.getloadavg()[0]], []
     for size in sizes:
-        tr, jr = (spawn("benchmarks.train_step", fw, size, args.repeats, args.threads) for fw in ("torch", "jax"))
+        tr, jr = (spawn("benchmarks.train_step", fw, size, args.repeats, args.threads, peak_tflops=args.peak_tflops)
+                  for fw in ("torch", "jax"))
         print(f"[{size}] torch {tr['times']}  jax {jr['times']} (warm-up torch {tr['warmup_s']:.1f} s, "
               f"jax {jr['warmup_s']:.1f} s)", file=sys.stderr)
         rows.append((size, tr, jr))
         loads.append(os.getloadavg()[0])
     devices = sorted({r["device"] for _, *pair in rows for r in pair})
-    print(f"### WanDiT train step, JAX vs PyTorch ({datetime.date.today()})\n")
-    print(f"Device: {' / '.join(devices)}; threads {args.threads} (CPU affinity + torch.set_num_threads); t2v, "
-          f"batch 1, fp32, {TEXT_LEN} text rows, random weights, trained: self-attention only, AdamW lr {LR}, no "
-          f"remat; median (min) of {args.repeats} steps after one warm-up step. JAX: camclone_jax.train.step "
-          f"(jit_train_step); PyTorch: diffusers WanTransformer3DModel (SDPA) + torch.optim.AdamW. TFLOP/s from "
-          f"camclone_jax.flops.dit_train_flops. Peak memory: GPU peak bytes where marked (device), else the "
-          f"worker's peak RSS over the timed steps, weights and optimiser state included (Δ: growth over the RSS "
-          f"after the build). {load_note(loads)}. Versions: {versions()}.\n")
-    print(format_table(rows))
+    peak = peak_flops(args, [jr for _, _, jr in rows])
+    return emit(f"### WanDiT train step, JAX vs PyTorch ({datetime.date.today()})",
+                f"Device: {' / '.join(devices)}; threads {args.threads} (CPU affinity + "
+                f"torch.set_num_threads); t2v, batch 1, fp32, {TEXT_LEN} text rows, random weights, trained: "
+                f"self-attention only, AdamW lr {LR}, no remat; median (min) of {args.repeats} steps after one "
+                f"warm-up step. JAX: camclone_jax.train.step (jit_train_step); PyTorch: diffusers "
+                f"WanTransformer3DModel (SDPA) + torch.optim.AdamW. TFLOP/s from camclone_jax.flops.dit_train_flops. "
+                f"Peak memory: GPU peak bytes where marked (device), else the worker's peak RSS over the timed steps, "
+                f"weights and optimiser state included (Δ: growth over the RSS after the build). {peak_note(peak)}. "
+                f"{load_note(loads)}. Versions: {versions()}.",
+                format_table(rows, peak))
 
 
 if __name__ == "__main__":

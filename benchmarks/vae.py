@@ -23,6 +23,10 @@ weights included, plus its growth over the RSS right after the model build. On G
 cannot be reset, so the JAX figure is a running peak since start-up, warm-ups included, and its decode row is
 the larger of the two ops). `--threads N` pins each worker to N cores (CPU affinity, which both XLA's and
 PyTorch's thread pools size themselves to) and calls `torch.set_num_threads(N)`.
+
+FLOPs per call come from XLA's cost analysis of the JAX graph (`vae_flops`; convolutions and everything else,
+before optimisation) and are used for both frameworks' TFLOP/s and MFU (achieved FLOP/s / the device's fp32
+peak: `--peak-tflops`, else `camclone_jax.flops.peak_flops_per_second`; "–" on CPU without `--peak-tflops`).
 """
 
 from __future__ import annotations
@@ -34,8 +38,8 @@ import statistics
 import sys
 import time
 
-from benchmarks.common import (add_common_args, cpu_name, load_note, parse_sizes, reset_peak_rss, rss_kib,
-                               run_worker_and_print, seconds, spawn, versions)
+from benchmarks.common import (add_common_args, cpu_name, emit, load_note, mfu, parse_sizes, peak_flops, peak_note,
+                               reset_peak_rss, rss_kib, run_worker_and_print, seconds, spawn, tflops, versions)
 
 # name -> (VAEConfig factory, pixel clip (T, H, W)). "small" is the required CPU point; "clip" trades frames for
 # resolution (4x the pixels per frame); "tiny" (width 8) shows the fixed per-call overhead.
@@ -62,9 +66,33 @@ def _video(clip):
     return np.random.default_rng(0).uniform(-1.0, 1.0, (1, *clip, 3)).astype(np.float32)  # [B, T, H, W, 3]
 
 
+def vae_flops(vae, op: str, shape: tuple[int, ...]) -> float:
+    """FLOPs of one untiled `encode` (shape = video [B, T, H, W, 3]) or `decode` (latents [B, F, h, w, C]) call,
+    from XLA's cost analysis of the lowered (unoptimised) HLO. The cost analysis counts a `lax.scan` body once,
+    whatever its trip count, so this lowers the op on one chunk and on two, and returns
+    first chunk + (chunks - 1) x (two chunks - one chunk). Lowering only: nothing is compiled or run."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+    import camclone_jax.models.wan_vae as wv
+    graphdef, state = nnx.split(vae)
+    chunk = wv.TIME_STRIDE if op == "encode" else 1
+    chunks = (shape[1] - 1) // chunk + 1
+
+    def cost(frames: int) -> float:
+        x = jax.ShapeDtypeStruct((shape[0], frames, *shape[2:]), jnp.float32)
+        lowered = (wv._encode_split.lower(graphdef, state, x) if op == "encode"
+                   else wv._decode_split.lower(graphdef, state, x, True))
+        return float(lowered.cost_analysis()["flops"])
+
+    first = cost(1)
+    return first if chunks == 1 else first + (chunks - 1) * (cost(1 + chunk) - first)
+
+
 # Worker ---------------------------------------------------------------------------------------------------------
 def build_jax(cfg, clip):
-    """Returns (encode(), decode(latents), sync, device description, peak device bytes or None, reset peak)."""
+    """Returns (encode(), decode(latents), sync, device description, peak device bytes or None, reset peak,
+    {op: FLOPs per call})."""
     import jax
     from flax import nnx
     from camclone_jax.models.wan_vae import WanVAE, decode, encode
@@ -74,8 +102,11 @@ def build_jax(cfg, clip):
     gpu = dev.platform == "gpu"
     peak = (lambda: dev.memory_stats()["peak_bytes_in_use"]) if gpu else (lambda: None)
     desc = dev.device_kind if gpu else cpu_name()
-    # `encode` / `decode` are nnx.jit-ed with the module as an argument, so the weights are not baked in as constants.
-    return (lambda: encode(vae, video)), (lambda z: decode(vae, z)), jax.block_until_ready, desc, peak, lambda: None
+    # `encode` / `decode` are jitted with the weights as an argument, so they are not baked in as constants.
+    flops = {"encode": vae_flops(vae, "encode", video.shape),
+             "decode": vae_flops(vae, "decode", (1, *latent_shape(clip), cfg.z_dim))}
+    return (lambda: encode(vae, video)), (lambda z: decode(vae, z)), jax.block_until_ready, desc, peak, (
+        lambda: None), flops
 
 
 def build_torch(cfg, clip, threads: int):
@@ -102,14 +133,14 @@ def build_torch(cfg, clip, threads: int):
     desc = torch.cuda.get_device_name() if cuda else cpu_name()
     peak = torch.cuda.max_memory_allocated if cuda else (lambda: None)
     reset = torch.cuda.reset_peak_memory_stats if cuda else (lambda: None)
-    return enc, dec, sync, desc, peak, reset
+    return enc, dec, sync, desc, peak, reset, None
 
 
 def run_worker(framework: str, size: str, repeats: int, threads: int) -> dict:
     cfg, clip = make_config(size), SIZES[size][1]
     t0 = time.perf_counter()
-    enc, dec, sync, desc, device_peak, reset_device_peak = (build_jax(cfg, clip) if framework == "jax"
-                                                            else build_torch(cfg, clip, threads))
+    enc, dec, sync, desc, device_peak, reset_device_peak, flops = (build_jax(cfg, clip) if framework == "jax"
+                                                                   else build_torch(cfg, clip, threads))
     build_s = time.perf_counter() - t0
     rss_built = rss_kib("VmRSS")
     warmup = {}
@@ -135,7 +166,7 @@ def run_worker(framework: str, size: str, repeats: int, threads: int) -> dict:
                        rss_before_kib=rss_before, peak_rss_kib=rss_kib("VmHWM"), hwm_reset=hwm_reset,
                        device_peak_bytes=device_peak())
     return dict(framework=framework, size=size, build_s=build_s, rss_built_kib=rss_built, ops=ops,
-                latent=list(z.shape), device=desc, threads=threads)
+                latent=list(z.shape), device=desc, threads=threads, flops=flops)
 
 
 # Parent ---------------------------------------------------------------------------------------------------------
@@ -146,17 +177,22 @@ def _mem(r: dict, op: str) -> str:
     return f"{o['peak_rss_kib'] / 2**10:.0f} ({(o['peak_rss_kib'] - r['rss_built_kib']) / 2**10:+.0f})"
 
 
-def format_table(rows: list[tuple[str, dict, dict]]) -> str:
-    lines = ["| size | op | clip TxHxW → latent Fxhxw | torch s med (min) | jax s med (min) | jax/torch (median) | "
+def format_table(rows: list[tuple[str, dict, dict]], peak: float | None = None) -> str:
+    lines = ["| size | op | clip TxHxW → latent Fxhxw | GFLOP (XLA) | torch s med (min) | jax s med (min) | "
+             "jax/torch (median) | torch TFLOP/s | jax TFLOP/s | torch MFU | jax MFU | "
              "jax compile s (warm-up − fastest) | torch peak MiB (Δ) | jax peak MiB (Δ) |",
-             "|" + "---|" * 9]
+             "|" + "---|" * 14]
     for size, tr, jr in rows:
         cfg, clip = make_config(size), SIZES[size][1]
         shapes = f"{'x'.join(map(str, clip))} → {'x'.join(map(str, latent_shape(clip)))}"
         for op in OPS:
             t, j = tr["ops"][op], jr["ops"][op]
-            lines.append(f"| {size} (width {cfg.dim}) | {op} | {shapes} | {seconds(t)} | {seconds(j)} | "
-                         f"**{j['median_s'] / t['median_s']:.2f}** | {j['warmup_s'] - min(j['times']):.1f} | "
+            flops = (jr.get("flops") or {}).get(op)
+            gflop = "–" if flops is None else f"{flops / 1e9:.1f}"
+            lines.append(f"| {size} (width {cfg.dim}) | {op} | {shapes} | {gflop} | {seconds(t)} | {seconds(j)} | "
+                         f"**{j['median_s'] / t['median_s']:.2f}** | {tflops(flops, t['median_s'])} | "
+                         f"{tflops(flops, j['median_s'])} | {mfu(flops, t['median_s'], peak)} | "
+                         f"{mfu(flops, j['median_s'], peak)} | {j['warmup_s'] - min(j['times']):.1f} | "
                          f"{_mem(tr, op)} | {_mem(jr, op)} |")
     return "\n".join(lines)
 
@@ -174,7 +210,8 @@ def main(argv=None):
     sizes = parse_sizes(p, args.sizes, SIZES)
     loads, rows = [os.getloadavg()[0]], []
     for size in sizes:
-        tr, jr = (spawn("benchmarks.vae", fw, size, args.repeats, args.threads) for fw in ("torch", "jax"))
+        tr, jr = (spawn("benchmarks.vae", fw, size, args.repeats, args.threads, peak_tflops=args.peak_tflops)
+                  for fw in ("torch", "jax"))
         if tuple(tr["latent"][2:]) != latent_shape(SIZES[size][1]) or tuple(jr["latent"][1:4]) != latent_shape(
                 SIZES[size][1]):
             raise RuntimeError(f"[{size}] unexpected latent shapes: torch {tr['latent']}, jax {jr['latent']}")
@@ -185,16 +222,18 @@ def main(argv=None):
         rows.append((size, tr, jr))
         loads.append(os.getloadavg()[0])
     devices = sorted({r["device"] for _, *pair in rows for r in pair})
-    print(f"### Wan VAE encode / decode, JAX vs PyTorch ({datetime.date.today()})\n")
-    print(f"Device: {' / '.join(devices)}; threads {args.threads} (CPU affinity + torch.set_num_threads); batch 1, "
-          f"fp32, random weights and a random clip in [-1, 1], median (min) of {args.repeats} after one warm-up call "
-          f"of each op. PyTorch: diffusers AutoencoderKLWan, `encode(x).latent_dist.mode()` / `decode(z).sample`, "
-          f"no tiling. JAX: jitted `wan_vae.encode` / `decode`. Peak memory: GPU peak bytes where marked (device; "
-          f"JAX's cannot be reset, so it is a running peak), else the worker's peak RSS over that op's timed calls "
-          f"(VmHWM reset before each op), weights included (Δ: growth over the RSS after the model build). "
-          f"{load_note(loads)}. Versions: {versions()}.\n")
-    print(format_table(rows))
-
+    peak = peak_flops(args, [jr for _, _, jr in rows])
+    return emit(f"### Wan VAE encode / decode, JAX vs PyTorch ({datetime.date.today()})",
+                f"Device: {' / '.join(devices)}; threads {args.threads} (CPU affinity + "
+                f"torch.set_num_threads); batch 1, fp32, random weights and a random clip in [-1, 1], median (min) "
+                f"of {args.repeats} after one warm-up call of each op. PyTorch: diffusers AutoencoderKLWan, "
+                f"`encode(x).latent_dist.mode()` / `decode(z).sample`, no tiling. JAX: jitted `wan_vae.encode` / "
+                f"`decode`. GFLOP: XLA cost analysis of the JAX graph, used for both frameworks. Peak memory: GPU "
+                f"peak bytes where marked (device; JAX's cannot be reset, so it is a running peak), else the "
+                f"worker's peak RSS over that op's timed calls (VmHWM reset before each op), weights included (Δ: "
+                f"growth over the RSS after the model build). {peak_note(peak)}. {load_note(loads)}. Versions: "
+                f"{versions()}.",
+                format_table(rows, peak))
 
 if __name__ == "__main__":
     main()
