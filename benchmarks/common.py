@@ -17,8 +17,10 @@ import argparse
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
+import time
 
 
 def rss_kib(field: str) -> int:
@@ -137,3 +139,31 @@ def emit(heading: str, note: str, table: str) -> str:
     text = f"{heading}\n\n{note}\n\n{table}\n"
     print(text, end="", flush=True)
     return text
+
+
+def measure(build, framework: str, size: str, repeats: int, threads: int) -> dict:
+    """Worker body shared by the suites: `build()` -> (call, sync, device description, device peak bytes fn);
+    one warm-up call (traces and compiles for JAX), VmHWM reset, then `repeats` timed calls."""
+    t0 = time.perf_counter()
+    call, sync, desc, device_peak = build()
+    build_s = time.perf_counter() - t0
+    rss_built = rss_kib("VmRSS")
+    t0 = time.perf_counter()
+    sync(call())
+    warmup_s = time.perf_counter() - t0
+    hwm_reset = reset_peak_rss()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        sync(call())
+        times.append(time.perf_counter() - t0)
+    return dict(framework=framework, size=size, build_s=build_s, warmup_s=warmup_s, times=times,
+                median_s=statistics.median(times), rss_built_kib=rss_built, peak_rss_kib=rss_kib("VmHWM"),
+                hwm_reset=hwm_reset, device_peak_bytes=device_peak(), device=desc, threads=threads)
+
+
+def memory_gib(r: dict) -> str:
+    """Peak memory cell: device bytes where measured, else peak RSS (and its growth over the built model)."""
+    if r["device_peak_bytes"] is not None:
+        return f"{r['device_peak_bytes'] / 2**30:.2f} (device)"
+    return f"{r['peak_rss_kib'] / 2**20:.2f} ({(r['peak_rss_kib'] - r['rss_built_kib']) / 2**20:+.2f})"

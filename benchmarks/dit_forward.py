@@ -25,12 +25,10 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import statistics
 import sys
-import time
 
-from benchmarks.common import (add_common_args, cpu_name, emit, load_note, mfu, parse_sizes, peak_flops, peak_note,
-                               reset_peak_rss, rss_kib, run_worker_and_print, seconds, spawn, versions)
+from benchmarks.common import (add_common_args, cpu_name, emit, load_note, measure, memory_gib, mfu, parse_sizes,
+                               peak_flops, peak_note, run_worker_and_print, seconds, spawn, versions)
 
 # name -> (DiTConfig factory, its overrides, latent (F, H, W)). "full" is the real 1.3B on a latent sized so that
 # its PyTorch forward takes ~10 s on a 2-core CPU. "medium" keeps the 1.3B width (head_dim 128) with 4 layers
@@ -106,33 +104,11 @@ def build_torch(cfg, latent, threads: int):
 
 def run_worker(framework: str, size: str, repeats: int, threads: int) -> dict:
     cfg, latent = make_config(size), SIZES[size][2]
-    t0 = time.perf_counter()
-    call, sync, desc, device_peak = (build_jax(cfg, latent) if framework == "jax"
-                                     else build_torch(cfg, latent, threads))
-    build_s = time.perf_counter() - t0
-    rss_built = rss_kib("VmRSS")
-    t0 = time.perf_counter()
-    sync(call())
-    warmup_s = time.perf_counter() - t0
-    hwm_reset = reset_peak_rss()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        sync(call())
-        times.append(time.perf_counter() - t0)
-    peak_rss = rss_kib("VmHWM")
-    return dict(framework=framework, size=size, build_s=build_s, warmup_s=warmup_s, times=times,
-                median_s=statistics.median(times), rss_built_kib=rss_built, peak_rss_kib=peak_rss,
-                hwm_reset=hwm_reset, device_peak_bytes=device_peak(), device=desc, threads=threads)
+    build = (lambda: build_jax(cfg, latent)) if framework == "jax" else (lambda: build_torch(cfg, latent, threads))
+    return measure(build, framework, size, repeats, threads)
 
 
 # Parent ---------------------------------------------------------------------------------------------------------
-def _mem(r: dict) -> str:
-    if r["device_peak_bytes"] is not None:
-        return f"{r['device_peak_bytes'] / 2**30:.2f} (device)"
-    return f"{r['peak_rss_kib'] / 2**20:.2f} ({(r['peak_rss_kib'] - r['rss_built_kib']) / 2**20:+.2f})"
-
-
 def format_table(rows: list[tuple[str, dict, dict]], peak: float | None = None) -> str:
     lines = ["| size | layers/dim/heads | latent FxHxW | tokens | GFLOP | torch s med (min) | jax s med (min) | "
              "jax/torch (median) | torch TFLOP/s | jax TFLOP/s | torch MFU | jax MFU | "
@@ -147,7 +123,7 @@ def format_table(rows: list[tuple[str, dict, dict]], peak: float | None = None) 
                      f"**{jr['median_s'] / tr['median_s']:.2f}** | {flops / tr['median_s'] / 1e12:.3f} | "
                      f"{flops / jr['median_s'] / 1e12:.3f} | {mfu(flops, tr['median_s'], peak)} | "
                      f"{mfu(flops, jr['median_s'], peak)} | {jr['warmup_s'] - min(jr['times']):.1f} | "
-                     f"{_mem(tr)} | {_mem(jr)} |")
+                     f"{memory_gib(tr)} | {memory_gib(jr)} |")
     return "\n".join(lines)
 
 

@@ -46,8 +46,8 @@ import statistics
 import sys
 import time
 
-from benchmarks.common import (add_common_args, cpu_name, emit, load_note, mfu, parse_sizes, peak_flops, peak_note,
-                               reset_peak_rss, rss_kib, run_worker_and_print, spawn, tflops, versions)
+from benchmarks.common import (add_common_args, cpu_name, emit, load_note, memory_gib, mfu, parse_sizes, peak_flops,
+                               peak_note, reset_peak_rss, rss_kib, run_worker_and_print, spawn, tflops, versions)
 
 # name -> (DiT size: "tiny" or "1_3b", DiT overrides, VAE factory, target latent (F, H, W), default steps).
 # "tiny" is the test-sized DiT and VAE (per-call overhead). "medium" keeps the 1.3B width (head_dim 128) with 4
@@ -223,12 +223,6 @@ def run_worker(framework: str, size: str, repeats: int, threads: int, steps: int
 
 
 # Parent ---------------------------------------------------------------------------------------------------------
-def _mem(r: dict) -> str:
-    if r["device_peak_bytes"] is not None:
-        return f"{r['device_peak_bytes'] / 2**30:.2f} (device)"
-    return f"{r['peak_rss_kib'] / 2**20:.2f} ({(r['peak_rss_kib'] - r['rss_built_kib']) / 2**20:+.2f})"
-
-
 def format_table(rows: list[tuple[str, dict, dict]], peak: float | None = None) -> str:
     from camclone_jax.flops import dit_sequence_tokens
     lines = ["| size | task | layers/dim/heads | latent FxHxW → video TxHxW | tokens | steps | GFLOP DiT + VAE | "
@@ -251,7 +245,7 @@ def format_table(rows: list[tuple[str, dict, dict]], peak: float | None = None) 
             f"{tr['loop_median_s'] / steps:.3f} | {jr['loop_median_s'] / steps:.3f} | {tr['decode_median_s']:.3f} | "
             f"{jr['decode_median_s']:.3f} | {tflops(flops, tr['median_s'])} | {tflops(flops, jr['median_s'])} | "
             f"{mfu(flops, tr['median_s'], peak)} | {mfu(flops, jr['median_s'], peak)} | "
-            f"{jr['warmup_s'] - min(jr['times']):.1f} | {_mem(tr)} | {_mem(jr)} |")
+            f"{jr['warmup_s'] - min(jr['times']):.1f} | {memory_gib(tr)} | {memory_gib(jr)} |")
     return "\n".join(lines)
 
 

@@ -29,12 +29,10 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import statistics
 import sys
-import time
 
-from benchmarks.common import (add_common_args, cpu_name, emit, load_note, mfu, parse_sizes, peak_flops, peak_note,
-                               reset_peak_rss, rss_kib, run_worker_and_print, seconds, spawn, versions)
+from benchmarks.common import (add_common_args, cpu_name, emit, load_note, measure, memory_gib, mfu, parse_sizes,
+                               peak_flops, peak_note, run_worker_and_print, seconds, spawn, versions)
 
 # name -> (DiTConfig preset, its overrides, target latent (F, H, W)). "medium" keeps the 1.3B width (head_dim
 # 128) with 4 layers on 17 frames at 240x416 (1950 tokens), as benchmarks/dit_forward.py's "medium": a step
@@ -42,6 +40,7 @@ from benchmarks.common import (add_common_args, cpu_name, emit, load_note, mfu, 
 SIZES = {
     "tiny": ("tiny", {}, (3, 16, 16)),
     "medium": ("wan_t2v_1_3b", {"num_layers": 4}, (5, 30, 52)),
+    "full": ("wan_t2v_1_3b", {}, (3, 20, 32)),  # the real 1.3B (30 blocks) on a small latent, as dit_forward's
 }
 TEXT_LEN = 512
 TRAINABLE = ("self_attn",)  # CamCloneMaster's subset (configs/camclonemaster.py)
@@ -143,32 +142,11 @@ def build_torch(size: str, latent, threads: int):
 
 def run_worker(framework: str, size: str, repeats: int, threads: int) -> dict:
     latent = SIZES[size][2]
-    t0 = time.perf_counter()
-    call, sync, desc, device_peak = (build_jax(size, latent) if framework == "jax"
-                                     else build_torch(size, latent, threads))
-    build_s = time.perf_counter() - t0
-    rss_built = rss_kib("VmRSS")
-    t0 = time.perf_counter()
-    sync(call())
-    warmup_s = time.perf_counter() - t0
-    hwm_reset = reset_peak_rss()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        sync(call())
-        times.append(time.perf_counter() - t0)
-    return dict(framework=framework, size=size, build_s=build_s, warmup_s=warmup_s, times=times,
-                median_s=statistics.median(times), rss_built_kib=rss_built, peak_rss_kib=rss_kib("VmHWM"),
-                hwm_reset=hwm_reset, device_peak_bytes=device_peak(), device=desc, threads=threads)
+    build = (lambda: build_jax(size, latent)) if framework == "jax" else (lambda: build_torch(size, latent, threads))
+    return measure(build, framework, size, repeats, threads)
 
 
 # Parent ---------------------------------------------------------------------------------------------------------
-def _mem(r: dict) -> str:
-    if r["device_peak_bytes"] is not None:
-        return f"{r['device_peak_bytes'] / 2**30:.2f} (device)"
-    return f"{r['peak_rss_kib'] / 2**20:.2f} ({(r['peak_rss_kib'] - r['rss_built_kib']) / 2**20:+.2f})"
-
-
 def format_table(rows: list[tuple[str, dict, dict]], peak: float | None = None) -> str:
     from camclone_jax.flops import dit_sequence_tokens, dit_train_flops
     lines = ["| size | layers/dim/heads | latent FxHxW | tokens | step GFLOP | torch s med (min) | jax s med (min) | "
@@ -184,7 +162,7 @@ def format_table(rows: list[tuple[str, dict, dict]], peak: float | None = None) 
                      f"**{jr['median_s'] / tr['median_s']:.2f}** | {flops / tr['median_s'] / 1e12:.3f} | "
                      f"{flops / jr['median_s'] / 1e12:.3f} | {mfu(flops, tr['median_s'], peak)} | "
                      f"{mfu(flops, jr['median_s'], peak)} | {jr['warmup_s'] - min(jr['times']):.1f} | "
-                     f"{_mem(tr)} | {_mem(jr)} |")
+                     f"{memory_gib(tr)} | {memory_gib(jr)} |")
     return "\n".join(lines)
 
 
