@@ -167,3 +167,11 @@ def memory_gib(r: dict) -> str:
     if r["device_peak_bytes"] is not None:
         return f"{r['device_peak_bytes'] / 2**30:.2f} (device)"
     return f"{r['peak_rss_kib'] / 2**20:.2f} ({(r['peak_rss_kib'] - r['rss_built_kib']) / 2**20:+.2f})"
+
+
+def comparison_cells(flops: float, tr: dict, jr: dict, peak: float | None) -> str:
+    """The torch-vs-jax cells every DiT table ends with: times, ratio, TFLOP/s, MFU, compile, memory."""
+    return (f"{seconds(tr)} | {seconds(jr)} | **{jr['median_s'] / tr['median_s']:.2f}** | "
+            f"{flops / tr['median_s'] / 1e12:.3f} | {flops / jr['median_s'] / 1e12:.3f} | "
+            f"{mfu(flops, tr['median_s'], peak)} | {mfu(flops, jr['median_s'], peak)} | "
+            f"{jr['warmup_s'] - min(jr['times']):.1f} | {memory_gib(tr)} | {memory_gib(jr)} |")

@@ -27,8 +27,8 @@ import datetime
 import os
 import sys
 
-from benchmarks.common import (add_common_args, cpu_name, emit, load_note, measure, memory_gib, mfu, parse_sizes,
-                               peak_flops, peak_note, run_worker_and_print, seconds, spawn, versions)
+from benchmarks.common import (add_common_args, comparison_cells, cpu_name, emit, load_note, measure, parse_sizes,
+                               peak_flops, peak_note, run_worker_and_print, spawn, versions)
 
 # name -> (DiTConfig factory, its overrides, latent (F, H, W)). "full" is the real 1.3B on a latent sized so that
 # its PyTorch forward takes ~10 s on a 2-core CPU. "medium" keeps the 1.3B width (head_dim 128) with 4 layers
@@ -119,11 +119,7 @@ def format_table(rows: list[tuple[str, dict, dict]], peak: float | None = None) 
         cfg, latent = make_config(size), SIZES[size][2]
         flops = dit_forward_flops(cfg, tokens=num_tokens(cfg, latent))
         lines.append(f"| {size} | {cfg.num_layers}/{cfg.dim}/{cfg.num_heads} | {'x'.join(map(str, latent))} | "
-                     f"{num_tokens(cfg, latent)} | {flops / 1e9:.1f} | {seconds(tr)} | {seconds(jr)} | "
-                     f"**{jr['median_s'] / tr['median_s']:.2f}** | {flops / tr['median_s'] / 1e12:.3f} | "
-                     f"{flops / jr['median_s'] / 1e12:.3f} | {mfu(flops, tr['median_s'], peak)} | "
-                     f"{mfu(flops, jr['median_s'], peak)} | {jr['warmup_s'] - min(jr['times']):.1f} | "
-                     f"{memory_gib(tr)} | {memory_gib(jr)} |")
+                     f"{num_tokens(cfg, latent)} | {flops / 1e9:.1f} | {comparison_cells(flops, tr, jr, peak)}")
     return "\n".join(lines)
 
 

@@ -31,8 +31,8 @@ import datetime
 import os
 import sys
 
-from benchmarks.common import (add_common_args, cpu_name, emit, load_note, measure, memory_gib, mfu, parse_sizes,
-                               peak_flops, peak_note, run_worker_and_print, seconds, spawn, versions)
+from benchmarks.common import (add_common_args, comparison_cells, cpu_name, emit, load_note, measure, parse_sizes,
+                               peak_flops, peak_note, run_worker_and_print, spawn, versions)
 
 # name -> (DiTConfig preset, its overrides, target latent (F, H, W)). "medium" keeps the 1.3B width (head_dim
 # 128) with 4 layers on 17 frames at 240x416 (1950 tokens), as benchmarks/dit_forward.py's "medium": a step
@@ -158,11 +158,7 @@ def format_table(rows: list[tuple[str, dict, dict]], peak: float | None = None) 
         tokens = dit_sequence_tokens(cfg, *latent)
         flops = dit_train_flops(cfg, tokens=tokens, batch=1, trainable=TRAINABLE)
         lines.append(f"| {size} | {cfg.num_layers}/{cfg.dim}/{cfg.num_heads} | {'x'.join(map(str, latent))} | "
-                     f"{tokens} | {flops / 1e9:.1f} | {seconds(tr)} | {seconds(jr)} | "
-                     f"**{jr['median_s'] / tr['median_s']:.2f}** | {flops / tr['median_s'] / 1e12:.3f} | "
-                     f"{flops / jr['median_s'] / 1e12:.3f} | {mfu(flops, tr['median_s'], peak)} | "
-                     f"{mfu(flops, jr['median_s'], peak)} | {jr['warmup_s'] - min(jr['times']):.1f} | "
-                     f"{memory_gib(tr)} | {memory_gib(jr)} |")
+                     f"{tokens} | {flops / 1e9:.1f} | {comparison_cells(flops, tr, jr, peak)}")
     return "\n".join(lines)
 
 
