@@ -14,7 +14,8 @@ from camclone_jax.sharding import MESH_AXES
 from configs import common
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parents[1] / "configs"
-CONFIG_NAMES = sorted(p.stem for p in CONFIG_DIR.glob("*.py") if p.stem not in ("__init__", "common"))
+VAE_CONFIGS = ("synthetic_vae",)  # config.task == "vae": no DiT, checked by test_vae_config
+CONFIG_NAMES = sorted(p.stem for p in CONFIG_DIR.glob("*.py") if p.stem not in ("__init__", "common", *VAE_CONFIGS))
 
 # DiT variant each config is meant to build, and its exact parameter count where we know it. The 1.3B-based
 # counts are the upstream figures (Wan2.1-T2V-1.3B, CamCloneMaster, ReCamMaster, SynCamMaster releases); the
@@ -42,6 +43,20 @@ def abstract_param_count(cfg) -> int:
 
 def test_every_config_is_listed():
     assert set(CONFIG_NAMES) == set(EXPECTED), "add new configs to EXPECTED (variant, parameter count)"
+
+
+@pytest.mark.parametrize("arg", [None, "runlocal"])
+def test_vae_config(arg):
+    from camclone_jax.models.wan_vae import param_count
+    from camclone_jax.train.vae_train import vae_config
+
+    config = load("synthetic_vae", arg)
+    assert config.task == "vae"
+    with pytest.raises(AttributeError):
+        config.learning_rate = 1.0
+    assert param_count(vae_config(config)) == 668_043  # 2.7 MB in fp32
+    assert config.input.num_frames % 4 == 1
+    assert config.optimizer.decay_steps == config.total_steps
 
 
 @pytest.mark.parametrize("arg", [None, "runlocal=True", "runlocal=False"])

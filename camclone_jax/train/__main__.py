@@ -55,6 +55,11 @@ def main(argv) -> None:
     del argv
     logging.basicConfig(level=logging.INFO)
     maybe_initialize_distributed()
+    if _CONFIG.value.get("task") == "vae":  # configs/synthetic_vae.py: a Wan VAE from scratch
+        from camclone_jax.train.vae_train import train_vae
+
+        train_vae(_CONFIG.value, _WORKDIR.value)
+        return
     from camclone_jax.train.loop import train
 
     train(_CONFIG.value, _WORKDIR.value)

@@ -1,0 +1,54 @@
+r"""A tiny Wan VAE trained from scratch on the synthetic dataset (reconstruction: L1 + MSE + a small KL).
+
+Same architecture as Wan2.1's VAE (x4 time / x8 space, 16 latent channels, causal chunks), width 8 and one
+residual block per stage: 668k parameters, 2.7 MB in fp32. Batches of 2 random 9-frame 32x32 crops (two
+causal time chunks) cost ~0.7 s a step on one CPU core: the 3000 steps take ~35-40 min.
+camclone_jax/train/vae_train.py trains it and exports a converted VAE directory (load_vae) with the latent
+statistics re-estimated on the training clips.
+
+  python -m camclone_jax.data.synthetic --out /tmp/synth --frames 33 --height 64 --width 96
+  python -m camclone_jax.train --config configs/synthetic_vae.py --workdir /tmp/vae_run
+  # resumes from /tmp/vae_run/checkpoints when run again; the export lands in /tmp/vae_run/vae
+  python -m camclone_jax.train --config configs/synthetic_vae.py:runlocal --workdir /tmp/vae_smoke
+"""
+
+import ml_collections
+
+from configs import common
+
+
+def get_config(arg=None):
+    arg = common.parse_arg(arg, runlocal=False, data="/tmp/synth")
+    config = ml_collections.ConfigDict()
+    config.task = "vae"  # camclone_jax.train dispatches to vae_train.train_vae
+    config.seed = 0
+
+    # VAEConfig field overrides (camclone_jax.models.wan_vae); dim_mult / temporal_downsample stay Wan's.
+    config.vae = ml_collections.ConfigDict(dict(dim=8, num_res_blocks=1))
+
+    config.input = ml_collections.ConfigDict()
+    config.input.data = arg.data  # synthetic dataset folder: train.csv / test.csv
+    config.input.num_frames = 5 if arg.runlocal else 9  # 4k+1 frames: random windows of the 33-frame clips
+    config.input.height = 64  # the synthetic frames (multiples of 8); evaluation and statistics use whole frames
+    config.input.width = 96
+    config.input.crop_height = 32  # training batches: random crops (0: whole frames)
+    config.input.crop_width = 32
+    config.input.batch_size = 2
+    config.input.flip = True  # random horizontal flips
+    config.input.max_videos = 0  # 0: every video of the split
+
+    config.loss = ml_collections.ConfigDict(dict(l1=1.0, mse=1.0, kl=1e-6, sample_posterior=True))
+
+    config.total_steps = ml_collections.FieldReference(20 if arg.runlocal else 3000)
+    config.optimizer = common.optimizer_block(lr=1e-3, weight_decay=1e-4, grad_clip_norm=1.0,
+                                              warmup_steps=5 if arg.runlocal else 100, schedule="cosine")
+    config.optimizer.decay_steps = config.get_ref("total_steps")  # cosine to 0 at the last step
+    config.log_every = 1 if arg.runlocal else 25
+    config.ckpt_every = 10 if arg.runlocal else 200
+    config.keep_checkpoints = 2
+    config.eval_every = 0 if arg.runlocal else 250  # PSNR on held-out clips (input.data/test.csv)
+    config.eval_clips = 4 if arg.runlocal else 16
+    config.eval_split = "test"
+
+    config.export = ml_collections.ConfigDict(dict(enabled=True, dir="", stats_clips=8 if arg.runlocal else 80))
+    return common.finalize(config)
