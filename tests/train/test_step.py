@@ -138,7 +138,8 @@ MESH_SCRIPT = textwrap.dedent("""
     scfg = StepConfig.from_config(config, "camclone")
     batch = fixed_batch(cfg, batch=8)
     runs = {}
-    for name, shape in (("one", None), ("mesh", dict(data=2, fsdp=4))):
+    # "seq": tokens over the sequence axis too (Ulysses attention inside the jitted step; 2 heads / 2 shards).
+    for name, shape in (("one", None), ("mesh", dict(data=2, fsdp=4)), ("seq", dict(data=2, fsdp=2, sequence=2))):
         graphdef, state = init_state(model, config.optimizer.trainable, config.optimizer)
         if shape is None:
             step, run_batch = jit_train_step(graphdef, scfg, config.optimizer), batch
@@ -150,18 +151,23 @@ MESH_SCRIPT = textwrap.dedent("""
             run_batch = jax.device_put(batch, b_sh)
             step = jit_train_step(graphdef, scfg, config.optimizer, mesh=mesh, state_sharding=st_sh,
                                   batch_sharding=b_sh)
-            kernel = state.frozen["blocks"]["ffn"]["fc_in"]["kernel"]
-            shard = kernel.addressable_shards[0].data
-            print("FRACTION", shard.size / kernel.size, kernel.sharding.spec)
+            if name == "seq":
+                hlo = step.lower(state, run_batch, jax.random.key(0)).as_text()
+                assert "all_to_all" in hlo or "all-to-all" in hlo, "no all-to-all: tokens not sequence-parallel"
+            if name == "mesh":
+                kernel = state.frozen["blocks"]["ffn"]["fc_in"]["kernel"]
+                shard = kernel.addressable_shards[0].data
+                print("FRACTION", shard.size / kernel.size, kernel.sharding.spec)
         losses = []
         for i in range(3):
             state, m = step(state, run_batch, jax.random.key(i))
             losses.append(float(m["loss"]))
         runs[name] = (losses, jax.tree.map(np.asarray, state.trainable))
-    print("LOSSES", runs["one"][0], runs["mesh"][0])
-    err = max(float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(runs["one"][1]),
-                                                            jax.tree.leaves(runs["mesh"][1])))
-    print("MAXDIFF", err)
+    print("LOSSES", runs["one"][0], runs["mesh"][0], runs["seq"][0])
+    for name in ("mesh", "seq"):
+        err = max(float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(runs["one"][1]),
+                                                                jax.tree.leaves(runs[name][1])))
+        print(f"MAXDIFF_{name}", err)
 """)
 
 
@@ -172,9 +178,11 @@ def test_sharded_step_matches_one_device():
     lines = {line.split()[0]: line for line in done.stdout.splitlines() if line.split()}
     fraction = float(lines["FRACTION"].split()[1])
     assert fraction == pytest.approx(0.25), lines["FRACTION"]  # the FFN kernel's width is split over fsdp=4
-    one, mesh = eval(lines["LOSSES"].split(" ", 1)[1].replace("] [", "], ["))
+    one, mesh, seq = eval(lines["LOSSES"].split(" ", 1)[1].replace("] [", "], ["))
     np.testing.assert_allclose(mesh, one, rtol=1e-5)
-    assert float(lines["MAXDIFF"].split()[1]) < 1e-5  # fp32; reduction order differs across shards
+    np.testing.assert_allclose(seq, one, rtol=1e-5)
+    for name in ("mesh", "seq"):  # fp32; reduction order differs across shards
+        assert float(lines[f"MAXDIFF_{name}"].split()[1]) < 1e-5, lines[f"MAXDIFF_{name}"]
 
 
 def test_bf16_compute_with_fp32_master_weights_and_remat():
