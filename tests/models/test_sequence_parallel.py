@@ -124,6 +124,7 @@ def test_bad_mesh_spec_is_a_clear_error():
         parse_mesh("sequence=3")
 
 
+@pytest.mark.slow  # ~30 s: Pallas interpret mode; splash == xla is checked directly below, Ulysses with xla above
 def test_splash_kernel_inside_sequence_parallel_shard_map():
     _run_8_devices("recam", "splash", "fsdp=2,sequence=4")
 
