@@ -117,22 +117,24 @@ def per_device_attention(attention: Callable, q: jax.Array, k: jax.Array, v: jax
     sp = sequence_parallel_size()
     if mesh is None or not spmd.get_logical_axis_rules() or (sp == 1 and not force):
         return attention(q, k, v)
-    q_spec = _fit(logical_to_spec((axes.BATCH, axes.LENGTH, axes.HEADS, None)), q.shape, mesh)
-    kv_spec = q_spec if self_attention else _fit(logical_to_spec((axes.BATCH, None, axes.HEADS, None)), k.shape,
-                                                 mesh)
-    seq_axes = _axes_of(q_spec[1])
-    if self_attention and seq_axes:
+    spec = logical_to_spec((axes.BATCH, axes.LENGTH, axes.HEADS, None))
+    ulysses = self_attention and sp > 1
+    if ulysses:
         length, heads = q.shape[1], q.shape[2]
-        head_shards = sp * math.prod(mesh.shape[a] for a in _axes_of(q_spec[2]))
+        head_shards = sp * math.prod(mesh.shape[a] for a in _axes_of(spec[2]))
         if length % sp or heads % head_shards:
             raise ValueError(f"sequence parallelism over {sp} devices needs the token count ({length}) divisible by "
                              f"{sp} and the heads ({heads}) by {head_shards} (sequence x tensor axes)")
+    q_spec = _fit(spec, q.shape, mesh)
+    kv_spec = q_spec if self_attention else _fit(logical_to_spec((axes.BATCH, None, axes.HEADS, None)), k.shape,
+                                                 mesh)
+    seq_axes = _axes_of(q_spec[1])
 
     def local(q, k, v):
-        if self_attention and seq_axes:  # [B, L/sp, N, D] -> [B, L, N/sp, D]
+        if ulysses:  # [B, L/sp, N, D] -> [B, L, N/sp, D]
             q, k, v = (jax.lax.all_to_all(x, seq_axes, 2, 1, tiled=True) for x in (q, k, v))
         out = attention(q, k, v)
-        if self_attention and seq_axes:
+        if ulysses:
             out = jax.lax.all_to_all(out, seq_axes, 1, 2, tiled=True)
         return out
 

@@ -183,3 +183,23 @@ def test_auto_backend_is_xla_on_cpu_and_names_are_checked():
     assert resolve_backend("auto") == "xla" and resolve_backend("auto", jnp.bfloat16) == "xla"
     with pytest.raises(ValueError, match="unknown attention backend 'flash'"):
         resolve_backend("flash")
+
+
+def test_tokens_or_heads_that_do_not_split_over_the_sequence_axis_are_a_clear_error():
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+    script = textwrap.dedent("""
+        import jax.numpy as jnp
+        from camclone_jax import sharding
+        from camclone_jax.models.attention import dot_product_attention
+        attend = lambda q, k, v: dot_product_attention(q, k, v, "xla")
+        with sharding.use_mesh(sharding.make_mesh({"sequence": 4})):
+            for shape in ((1, 30, 8, 16), (1, 32, 6, 16)):  # 30 tokens, or 6 heads, over 4 devices
+                x = jnp.ones(shape)
+                try:
+                    sharding.per_device_attention(attend, x, x, x, self_attention=True)
+                except ValueError as err:
+                    print("refused:", err)
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "token count (30) divisible by 4" in run.stdout and "heads (6) by 4" in run.stdout, run.stdout
