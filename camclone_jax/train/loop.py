@@ -162,7 +162,8 @@ class _Throughput:
         self.tokens = rows * tokens
         self.flops = flops.dit_train_flops(cfg, tokens=tokens, batch=rows, trainable=tuple(trainable),
                                            frames=flops.dit_sequence_frames(cfg, frames), num_views=views)
-        peak = flops.peak_flops_per_second(dtype=cfg.dtype, override_tflops=peak_tflops or None)
+        matmul_dtype = "float32" if cfg.dtype == "float32" else "bfloat16"  # fp16 runs at the bf16 rate
+        peak = flops.peak_flops_per_second(dtype=matmul_dtype, override_tflops=peak_tflops or None)
         self.peak = peak * jax.device_count() if peak else None
 
     def metrics(self, steps_per_s: float) -> dict:
