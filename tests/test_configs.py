@@ -28,6 +28,7 @@ EXPECTED = {
     "wan_t2v_14b": ("t2v", 14_288_491_584),
     "wan_i2v_14b": ("i2v", 16_394_878_784),
     "tiny": ("t2v", None),
+    "synthetic_camclone": ("camclone", 1_382_656),  # width 128, 4 blocks, tiny umT5 / CLIP widths
 }
 
 

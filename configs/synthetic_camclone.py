@@ -1,0 +1,82 @@
+r"""A tiny CamCloneMaster DiT trained from scratch on the synthetic CameraClone dataset, on a CPU.
+
+Variant "camclone" (camera-reference and content latents concatenated after the noisy target on the frame axis,
+first-frame image conditioning through the tiny CLIP), width 128, 4 blocks of 4 heads (head_dim 32), fed raw
+videos encoded in the trainer (`input.format = "videos"`) by the synthetic VAE and the tiny random umT5 / CLIP of
+`python -m camclone_jax.data.encoders`. Content dropout 0.5 trains I2V (content zeroed) and V2V in one model.
+
+The paper trains in two stages; `stage` picks one:
+  base      every weight trained from random init (optimizer.trainable = ()): the tiny model has no pretrained
+            Wan to start from, so this stage learns the video prior
+  camclone  only every block's self_attn trained (as configs/camclonemaster.py), starting from the base run
+            exported to a converted DiT folder (`init=`):
+              python -m camclone_jax.train.export BASE_RUN_DIR BASE_DIT_DIR
+
+Frames: 17 (4k+1, windows from the start of the 33-frame clips) at the dataset's 64x96 (multiples of 16), i.e.
+5 latent frames of 4x6 tokens, x3 clips on the frame axis. The VAE works at any 4k+1 length (causal chunks), so the
+synthetic_vae run's 9-frame training crops are fine. Batch 2 on one device (the batch splits over data x fsdp).
+
+  python -m camclone_jax.data.synthetic --out /tmp/synth --frames 33 --height 64 --width 96
+  python -m camclone_jax.train --config configs/synthetic_vae.py --workdir /tmp/vae_run
+  python -m camclone_jax.data.encoders --vae /tmp/vae_run/vae --out /tmp/synth_enc --data /tmp/synth
+  python -m camclone_jax.train --workdir /tmp/camclone_base \
+      --config configs/synthetic_camclone.py:data=/tmp/synth/train.csv,encoders=/tmp/synth_enc
+  python -m camclone_jax.train.export /tmp/camclone_base /tmp/camclone_base_dit
+  python -m camclone_jax.train --workdir /tmp/camclone_stage2 --config \
+      configs/synthetic_camclone.py:stage=camclone,init=/tmp/camclone_base_dit,data=/tmp/synth/train.csv,encoders=/tmp/synth_enc
+Smoke run (2 steps, 5-frame 32x48 clips, batch 1): add `runlocal` to the config args.
+"""
+
+import ml_collections
+
+from configs import common
+
+STAGES = {"base": (), "camclone": ("self_attn",)}  # optimizer.trainable of each stage; () trains everything
+TEXT_DIM = 64  # camclone_jax.models.umt5.tiny_umt5().dim
+IMAGE_DIM = 64  # camclone_jax.models.clip_vision.tiny_clip().dim; 224 px -> 257 tokens (the DiT's default)
+
+
+def get_config(arg=None):
+    arg = common.parse_arg(arg, stage="base", runlocal=False, data="/tmp/synth/train.csv",
+                           encoders="/tmp/synth_enc", init="")
+    if arg.stage not in STAGES:
+        raise ValueError(f"synthetic_camclone: unknown stage {arg.stage!r}; known: {sorted(STAGES)}")
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+
+    config.model = common.model_block(
+        "tiny", variant="camclone", dim=128, ffn_dim=512, num_heads=4, num_layers=4, freq_dim=64,
+        text_dim=TEXT_DIM, image_dim=IMAGE_DIM, num_image_tokens=257,
+        param_dtype="float32", dtype="float32", attention="xla", remat="none")  # fp32 on CPU
+    # stage camclone starts from the exported base run (module doc); base starts from random init.
+    config.model_init = arg.init if arg.stage == "camclone" else ""
+    if arg.stage == "camclone" and not arg.init and not arg.runlocal:
+        raise ValueError("synthetic_camclone stage=camclone needs init=DIR: the base run exported with "
+                         "`python -m camclone_jax.train.export BASE_RUN_DIR DIR`")
+
+    config.input = ml_collections.ConfigDict()
+    config.input.format = "videos"  # raw dataset, encoded in the trainer by input.encoders
+    config.input.data = arg.data  # the synthetic dataset's train.csv (camclone_jax.data.synthetic)
+    config.input.encoders = arg.encoders  # vae/ umt5/ clip/ from `python -m camclone_jax.data.encoders`
+    config.input.batch_size = 1 if arg.runlocal else 2  # global
+    config.input.num_frames = 5 if arg.runlocal else 17  # 4k+1 pixel frames -> 2 (5) latent frames
+    config.input.height = 32 if arg.runlocal else 64  # pixels; multiple of 16
+    config.input.width = 48 if arg.runlocal else 96
+    config.input.content_dropout = 0.5  # p of zeroing the content latents (I2V); as configs/camclonemaster.py
+
+    config.flow = common.flow_block()
+
+    # From scratch the whole model takes a higher rate; the self-attention-only stage a lower one.
+    config.optimizer = common.optimizer_block(lr=3e-4 if arg.stage == "base" else 1e-4,
+                                              trainable=STAGES[arg.stage], grad_clip_norm=1.0,
+                                              warmup_steps=0 if arg.runlocal else 100)
+    config.total_steps = 2 if arg.runlocal else (4000 if arg.stage == "base" else 2000)
+    config.log_every = 1 if arg.runlocal else 25
+    config.ckpt_every = 2 if arg.runlocal else 500
+    config.keep_checkpoints = 2
+
+    # The synthetic clips are 15 fps.
+    config.sample = common.sample_block(num_steps=4 if arg.runlocal else 30, fps=15)
+
+    config.sharding = common.sharding_block(data=1, fsdp=-1, tensor=1, sequence=1)
+    return common.finalize(config)
