@@ -175,3 +175,17 @@ def comparison_cells(flops: float, tr: dict, jr: dict, peak: float | None) -> st
             f"{flops / tr['median_s'] / 1e12:.3f} | {flops / jr['median_s'] / 1e12:.3f} | "
             f"{mfu(flops, tr['median_s'], peak)} | {mfu(flops, jr['median_s'], peak)} | "
             f"{jr['warmup_s'] - min(jr['times']):.1f} | {memory_gib(tr)} | {memory_gib(jr)} |")
+
+
+def run_pairs(module: str, sizes: list[str], args) -> tuple[list[tuple[str, dict, dict]], list[float], list[str]]:
+    """Parent side: a torch and a jax worker per size -> (rows (size, torch, jax), load averages sampled
+    around the sizes, the devices the workers reported)."""
+    loads, rows = [os.getloadavg()[0]], []
+    for size in sizes:
+        tr, jr = (spawn(module, fw, size, args.repeats, args.threads, peak_tflops=args.peak_tflops)
+                  for fw in ("torch", "jax"))
+        print(f"[{size}] torch {tr['times']}  jax {jr['times']} (warm-up torch {tr['warmup_s']:.1f} s, "
+              f"jax {jr['warmup_s']:.1f} s)", file=sys.stderr)
+        rows.append((size, tr, jr))
+        loads.append(os.getloadavg()[0])
+    return rows, loads, sorted({r["device"] for _, *pair in rows for r in pair})

@@ -24,11 +24,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
-import sys
 
 from benchmarks.common import (add_common_args, comparison_cells, cpu_name, emit, load_note, measure, parse_sizes,
-                               peak_flops, peak_note, run_worker_and_print, spawn, versions)
+                               peak_flops, peak_note, run_pairs, run_worker_and_print, versions)
 
 # name -> (DiTConfig factory, its overrides, latent (F, H, W)). "full" is the real 1.3B on a latent sized so that
 # its PyTorch forward takes ~10 s on a 2-core CPU. "medium" keeps the 1.3B width (head_dim 128) with 4 layers
@@ -134,14 +132,7 @@ def main(argv=None):
         run_worker_and_print(args, run_worker)
         return
     sizes = parse_sizes(p, args.sizes, SIZES)
-    loads, rows = [os.getloadavg()[0]], []
-    for size in sizes:
-        tr, jr = (spawn("benchmarks.dit_forward", fw, size, args.repeats, args.threads, peak_tflops=args.peak_tflops)
-                  for fw in ("torch", "jax"))
-        print(f"[{size}] torch {tr['times']}  jax {jr['times']} (warm-up {jr['warmup_s']:.1f} s)", file=sys.stderr)
-        rows.append((size, tr, jr))
-        loads.append(os.getloadavg()[0])
-    devices = sorted({r["device"] for _, *pair in rows for r in pair})
+    rows, loads, devices = run_pairs("benchmarks.dit_forward", sizes, args)
     peak = peak_flops(args, [jr for _, _, jr in rows])
     return emit(f"### WanDiT forward, JAX vs PyTorch ({datetime.date.today()})",
                 f"Device: {' / '.join(devices)}; threads {args.threads} (CPU affinity + "

@@ -28,11 +28,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
-import sys
 
 from benchmarks.common import (add_common_args, comparison_cells, cpu_name, emit, load_note, measure, parse_sizes,
-                               peak_flops, peak_note, run_worker_and_print, spawn, versions)
+                               peak_flops, peak_note, run_pairs, run_worker_and_print, versions)
 
 # name -> (DiTConfig preset, its overrides, target latent (F, H, W)). "medium" keeps the 1.3B width (head_dim
 # 128) with 4 layers on 17 frames at 240x416 (1950 tokens), as benchmarks/dit_forward.py's "medium": a step
@@ -176,15 +174,7 @@ def main(argv=None):
         run_worker_and_print(args, run_worker)
         return
     sizes = parse_sizes(p, args.sizes, SIZES)
-    loads, rows = [os.getloadavg()[0]], []
-    for size in sizes:
-        tr, jr = (spawn("benchmarks.train_step", fw, size, args.repeats, args.threads, peak_tflops=args.peak_tflops)
-                  for fw in ("torch", "jax"))
-        print(f"[{size}] torch {tr['times']}  jax {jr['times']} (warm-up torch {tr['warmup_s']:.1f} s, "
-              f"jax {jr['warmup_s']:.1f} s)", file=sys.stderr)
-        rows.append((size, tr, jr))
-        loads.append(os.getloadavg()[0])
-    devices = sorted({r["device"] for _, *pair in rows for r in pair})
+    rows, loads, devices = run_pairs("benchmarks.train_step", sizes, args)
     peak = peak_flops(args, [jr for _, _, jr in rows])
     return emit(f"### WanDiT train step, JAX vs PyTorch ({datetime.date.today()})",
                 f"Device: {' / '.join(devices)}; threads {args.threads} (CPU affinity + "

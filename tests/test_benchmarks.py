@@ -52,10 +52,10 @@ def _table_rows(text: str, header_start: str) -> tuple[list[str], list[list[str]
 
 def test_entry_point_tables_with_fake_workers(monkeypatch, tmp_path, capsys):
     import benchmarks.__main__ as entry
-    import benchmarks.dit_forward
+    import benchmarks.common
     import benchmarks.sampling
     import benchmarks.train_step
-    for module in (benchmarks.dit_forward, benchmarks.train_step, benchmarks.sampling):
+    for module in (benchmarks.common, benchmarks.sampling):  # forward and train spawn through common.run_pairs
         monkeypatch.setattr(module, "spawn", _fake_spawn)
     out = tmp_path / "results.md"
     # A suite without one of the sizes skips it with a note.
