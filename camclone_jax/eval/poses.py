@@ -211,6 +211,17 @@ def _quiet_pycolmap(pycolmap) -> None:
 
 # --- SfM (spec 8.2) --------------------------------------------------------------------------------------
 
+def _prepare(frames, intrinsics):
+    """(uint8 frames [T, H, W, 3], checked intrinsics, pycolmap with its logging quietened)."""
+    pixels = _as_uint8_frames(frames)
+    h, w = pixels.shape[1:3]
+    intr = Intrinsics.from_any(intrinsics, w, h)
+    intr.validate(w, h)
+    pycolmap = _import_pycolmap()
+    _quiet_pycolmap(pycolmap)
+    return pixels, intr, pycolmap
+
+
 def estimate_poses_sfm(frames, intrinsics=None, workdir=None, *, mapper: str = "global", dsp: bool = True,
                        num_threads: int = -1, seed: int | None = 0, keep_workdir: bool = False) -> PoseEstimate:
     """Estimate c2w poses [T, 4, 4] of a clip with COLMAP features + sequential matching + GLOMAP (spec 8.2).
@@ -226,12 +237,8 @@ def estimate_poses_sfm(frames, intrinsics=None, workdir=None, *, mapper: str = "
     method = f"sfm-{mapper}"
     if mapper not in ("global", "incremental"):
         raise ValueError(f"mapper must be 'global' or 'incremental', got {mapper!r}")
-    pixels = _as_uint8_frames(frames)
-    t, h, w, _ = pixels.shape
-    intr = Intrinsics.from_any(intrinsics, w, h)
-    intr.validate(w, h)
-    pycolmap = _import_pycolmap()
-    _quiet_pycolmap(pycolmap)
+    pixels, intr, pycolmap = _prepare(frames, intrinsics)
+    t = len(pixels)
     if mapper == "global" and not hasattr(pycolmap, "global_mapping"):
         raise ImportError(f"{pycolmap_info()} has no global_mapping (GLOMAP); use mapper='incremental' or "
                           f"pycolmap >= 3.13")
@@ -398,12 +405,8 @@ def estimate_rotations_homography(frames, intrinsics=None, *, max_features: int 
     Only meaningful for pan / tilt / roll clips (a translating camera violates the homography model; the
     inlier ratio and the mean reprojection error per pair in `info` help to spot that)."""
     method = "homography"
-    pixels = _as_uint8_frames(frames)
-    t, h, w, _ = pixels.shape
-    intr = Intrinsics.from_any(intrinsics, w, h)
-    intr.validate(w, h)
-    pycolmap = _import_pycolmap()
-    _quiet_pycolmap(pycolmap)
+    pixels, intr, pycolmap = _prepare(frames, intrinsics)
+    t = len(pixels)
     K, K_inv = intr.K, np.linalg.inv(intr.K)
 
     options = pycolmap.FeatureExtractionOptions()

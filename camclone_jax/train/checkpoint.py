@@ -1,8 +1,9 @@
-"""Checkpoints of a training run: the TrainState (a pytree of arrays) and the data-iterator position (JSON).
+"""Checkpoints of a training run: the state (a dataclass of arrays: the DiT's TrainState, the VAE trainer's
+VAEState) and the data-iterator position (JSON).
 
 Layout: `workdir/checkpoints/<step>/{state,data}` written by an orbax `CheckpointManager` (async, keeps the last
 `keep` steps). `restore_latest(workdir, abstract_state)` -> (state, data_state, step) or None; `abstract_state`
-is a TrainState of `jax.ShapeDtypeStruct`s (with shardings, for a sharded restore), e.g. `abstract(state)`.
+is a state of `jax.ShapeDtypeStruct`s (with shardings, for a sharded restore), e.g. `abstract(state)`.
 Restores are bit-identical (arrays are stored in their own dtype).
 """
 
@@ -15,24 +16,21 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
-from camclone_jax.train.step import TrainState
 
 CKPT_DIR = "checkpoints"
 
 
-def _to_tree(state: TrainState) -> dict:
-    """A plain dict of the state (orbax stores dicts best; `ema=None` is left out)."""
-    tree = {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}
-    if tree["ema"] is None:
-        del tree["ema"]
-    return tree
+def _to_tree(state) -> dict:
+    """A plain dict of a state dataclass (TrainState, VAEState; orbax stores dicts best); None fields such as
+    `ema=None` are left out."""
+    return {f.name: getattr(state, f.name) for f in dataclasses.fields(state) if getattr(state, f.name) is not None}
 
 
-def _from_tree(tree: dict) -> TrainState:
-    return TrainState(**{**tree, "ema": tree.get("ema")})
+def _from_tree(tree: dict, like) -> Any:
+    return type(like)(**{f.name: tree.get(f.name) for f in dataclasses.fields(like)})
 
 
-def abstract(state: TrainState) -> TrainState:
+def abstract(state):
     """ShapeDtypeStructs (with the arrays' shardings) of a concrete state: the restore target."""
     def one(x):
         return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None))
@@ -53,7 +51,7 @@ class Checkpointer:
         """Every `every` steps (orbax's own `should_save` would also save the first step of a run)."""
         return step % self.every == 0
 
-    def save(self, step: int, state: TrainState, data_state: Any = None, *, force: bool = False) -> bool:
+    def save(self, step: int, state, data_state: Any = None, *, force: bool = False) -> bool:
         """Starts an async save of `state` and the JSON-able `data_state` at `step` (if due, or `force`)."""
         if step in self.manager.all_steps():
             return False
@@ -64,11 +62,12 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
-    def restore(self, step: int, abstract_state: TrainState) -> tuple[TrainState, Any]:
+    def restore(self, step: int, abstract_state) -> tuple[Any, Any]:
+        """(state of `abstract_state`'s type, data_state) at `step`."""
         args = ocp.args.Composite(state=ocp.args.StandardRestore(_to_tree(abstract_state)),
                                   data=ocp.args.JsonRestore())
         out = self.manager.restore(step, args=args)
-        return _from_tree(dict(out["state"])), out["data"]
+        return _from_tree(dict(out["state"]), abstract_state), out["data"]
 
     def wait(self) -> None:
         self.manager.wait_until_finished()
@@ -84,7 +83,7 @@ class Checkpointer:
         self.close()
 
 
-def restore_latest(workdir: str | Path, abstract_state: TrainState) -> tuple[TrainState, Any, int] | None:
+def restore_latest(workdir: str | Path, abstract_state) -> tuple[Any, Any, int] | None:
     """(state, data_state, step) of the newest checkpoint under `workdir`, or None if there is none."""
     if not (Path(workdir) / CKPT_DIR).exists():
         return None

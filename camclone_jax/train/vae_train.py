@@ -47,14 +47,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 from flax import nnx
 
 from camclone_jax.models.wan_vae import (LATENTS_MEAN, LATENTS_STD, TIME_STRIDE, VAEConfig, WanVAE, _chunked,
                                          check_video)
+from camclone_jax.train import checkpoint
 from camclone_jax.train.optim import global_norm, make_optimizer
 
-CKPT_DIR = "checkpoints"
+CKPT_DIR = checkpoint.CKPT_DIR
 VAE_CONFIG = "vae_config.json"  # the VAEConfig of the run, written into the workdir (export rebuilds from it)
 EXPORT_DIR = "vae"  # default export folder inside the workdir
 
@@ -238,38 +238,6 @@ def dataset_frames(data_dir) -> int:
     return int(json.loads(meta.read_text())["args"]["frames"]) if meta.exists() else 0
 
 
-# Checkpoints ---------------------------------------------------------------------------------------------------
-class _Checkpointer:
-    """Orbax CheckpointManager over workdir/checkpoints for a VAEState (as a dict)."""
-
-    def __init__(self, workdir: Path, *, every: int, keep: int):
-        options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=True, create=True)
-        self.every = max(1, int(every))
-        self.manager = ocp.CheckpointManager(Path(workdir).absolute() / CKPT_DIR, options=options)
-
-    def save(self, step: int, state: VAEState) -> None:
-        if step not in self.manager.all_steps():
-            self.manager.save(step, args=ocp.args.StandardSave(_tree(state)), force=True)
-
-    def restore(self, step: int, like: VAEState) -> VAEState:
-        # With the arrays' shardings: restored leaves then match the jitted step's input signature (no recompile).
-        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)),
-                                _tree(like))
-        tree = self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
-        return VAEState(**tree)
-
-    def latest_step(self):
-        return self.manager.latest_step()
-
-    def close(self):
-        self.manager.wait_until_finished()
-        self.manager.close()
-
-
-def _tree(state: VAEState) -> dict:
-    return {"step": state.step, "params": state.params, "opt_state": state.opt_state}
-
-
 # Evaluation ----------------------------------------------------------------------------------------------------
 @functools.partial(jax.jit, static_argnums=0)
 def _reconstruct(graphdef, params, rest, video):
@@ -351,13 +319,14 @@ def train_vae(config, workdir: str | Path, *, sampler: ClipSampler | None = None
     total = int(config.total_steps)
     log_every = max(1, int(config.get("log_every", 10)))
     eval_every = int(config.get("eval_every", 0) or 0)
-    ckpt = _Checkpointer(workdir, every=config.ckpt_every, keep=config.get("keep_checkpoints", 3))
+    ckpt = checkpoint.Checkpointer(workdir, every=config.ckpt_every, keep=config.get("keep_checkpoints", 3))
     writer = _Metrics(workdir)
     history: list[dict] = []
     try:
         start = ckpt.latest_step()
         if start is not None:
-            state = ckpt.restore(start, state)
+            # With the arrays' shardings: the restored leaves match the jitted step's signature (no recompile).
+            state, _ = ckpt.restore(start, checkpoint.abstract(state))
             print(f"resumed from {workdir / CKPT_DIR / str(start)} at step {start}", flush=True)
         start = int(start or 0)
         if start == 0 and eval_clips is not None:  # the untrained model's PSNR, for reference
@@ -374,7 +343,7 @@ def train_vae(config, workdir: str | Path, *, sampler: ClipSampler | None = None
             state, metrics = step_fn(state, video, jax.random.fold_in(base_key, i))
             done, since = i + 1, since + 1
             if not bool(metrics["finite"]):
-                ckpt.manager.wait_until_finished()
+                ckpt.wait()
                 raise NonFiniteLossError(
                     f"non-finite VAE loss at step {done} (loss={float(metrics['loss'])}, l1={float(metrics['l1'])}, "
                     f"kl={float(metrics['kl'])}); nothing of this step was saved, the last checkpoint is step "
@@ -395,8 +364,8 @@ def train_vae(config, workdir: str | Path, *, sampler: ClipSampler | None = None
                 bar.set_postfix(loss=f"{row.get('loss', float('nan')):.4f}", psnr=f"{row.get('psnr', 0):.1f}")
                 if jax.process_index() == 0:
                     tqdm.write(f"step {done}: " + " ".join(f"{k}={v:.5g}" for k, v in row.items()))
-            if done % ckpt.every == 0 or done == total:
-                ckpt.save(done, state)
+            if ckpt.should_save(done) or done == total:
+                ckpt.save(done, state, force=True)
     finally:
         writer.close()
         ckpt.close()
@@ -458,14 +427,10 @@ def export_vae(workdir: str | Path, out_dir: str | Path, *, config=None, sampler
     graphdef, rest, init, _ = init_state(config)
     step = int(state.step) if state is not None else None
     if state is None:
-        ckpt = _Checkpointer(workdir, every=1, keep=config.get("keep_checkpoints", 3))
-        try:
-            step = ckpt.latest_step()
-            if step is None:
-                raise FileNotFoundError(f"no checkpoint under {workdir / CKPT_DIR} to export")
-            state = ckpt.restore(step, init)
-        finally:
-            ckpt.close()
+        restored = checkpoint.restore_latest(workdir, checkpoint.abstract(init))
+        if restored is None:
+            raise FileNotFoundError(f"no checkpoint under {workdir / CKPT_DIR} to export")
+        state, _, step = restored
     params = jax.device_get(state.params)
     sampler = sampler or make_sampler(config, "train")
     count = int(stats_clips or (config.get("export") or {}).get("stats_clips", 64))
