@@ -71,8 +71,8 @@ def project(points: np.ndarray, c2w: np.ndarray, intr: Intrinsics) -> np.ndarray
 @dataclasses.dataclass(frozen=True)
 class Texture:
     """Procedural texture: cells of size `cell` metres coloured between `colour` and `colour2` by a hash, a
-    checker of size `cell / fine` darkening alternate squares, and per-square speckle. `flat=True`: plain
-    colour (markers in tests)."""
+    checker of size `cell / fine` darkening alternate squares, and per-square speckle (`fine=0`: cells only,
+    detail a small VAE can reconstruct). `flat=True`: plain colour (markers in tests)."""
 
     colour: tuple[float, float, float]
     colour2: tuple[float, float, float]
@@ -92,6 +92,8 @@ class Texture:
         mix = (h1 > 0.5).astype(np.float32)[:, None]
         base = c1 * (1 - mix) + c2 * mix
         base = base * (0.7 + 0.6 * h2[:, None])  # brightness per cell
+        if self.fine == 0:
+            return np.clip(base, 0.0, 1.0)
         fg = np.floor(uv * (self.fine / self.cell)).astype(np.int32)
         checker = ((fg[:, 0] + fg[:, 1]) & 1).astype(np.float32)
         speck = _hash(fg[:, 0], fg[:, 1], self.seed + 104729)

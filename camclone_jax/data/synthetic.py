@@ -64,6 +64,7 @@ CSV_COLUMNS = ("video_path", "caption", "ref_video_path", "content_video_path")
 UE_CM = 100.0  # JSON positions in cm; load_camera_json's default divisor (100) gives metres back
 _SALT_SCENE, _SALT_TRAJ, _SALT_TRIPLE = 1, 2, 3
 SPLITS = ("train", "test")
+DETAILS = ("fine", "coarse")  # texture detail (make_location)
 
 
 # --- Validation -------------------------------------------------------------------------------------------
@@ -104,23 +105,29 @@ def _colour_pair(rng, names=None):
     return a, b
 
 
-def _texture(rng, name_a: str, name_b: str, cell: float) -> R.Texture:
-    return R.Texture(R.COLOURS[name_a], R.COLOURS[name_b], cell=cell, fine=int(rng.integers(2, 4)),
-                     seed=int(rng.integers(1 << 30)))
+def _texture(rng, name_a: str, name_b: str, cell: float, detail: str) -> R.Texture:
+    fine = int(rng.integers(2, 4))  # drawn for either detail, so both lay out the same scene
+    if detail == "coarse":  # cells twice as large and no fine checker: 8-16 px at 64x96, one latent pixel or more
+        cell, fine = 2 * cell, 0
+    return R.Texture(R.COLOURS[name_a], R.COLOURS[name_b], cell=cell, fine=fine, seed=int(rng.integers(1 << 30)))
 
 
-def make_location(seed: int, index: int, split: str = "train") -> dict:
-    """A random location: {"scene": render.Scene, "start": c2w [4, 4], "caption": str, "info": JSON dict}."""
+def make_location(seed: int, index: int, split: str = "train", detail: str = "fine") -> dict:
+    """A random location: {"scene": render.Scene, "start": c2w [4, 4], "caption": str, "info": JSON dict}.
+    `detail`: "fine" textures (cells, fine checker and speckle: many corners for SfM) or "coarse" (the same
+    cells only, which a tiny 8x-downsampling VAE reconstructs; camclone_jax.data.synthetic DETAILS)."""
+    if detail not in DETAILS:
+        raise ValueError(f"texture detail must be one of {DETAILS}, got {detail!r}")
     rng = _rng(seed, _SALT_SCENE, SPLITS.index(split), index)
     half_x, half_y = rng.uniform(6.5, 8.5), rng.uniform(6.5, 8.5)
     wall_h = rng.uniform(3.8, 5.0)
     indoor = bool(rng.random() < 0.5)
     g_a, g_b = _colour_pair(rng)
-    ground = _texture(rng, g_a, g_b, cell=rng.uniform(0.5, 0.9))
+    ground = _texture(rng, g_a, g_b, cell=rng.uniform(0.5, 0.9), detail=detail)
     wall_names = [_colour_pair(rng) for _ in range(4)]
-    walls = tuple(_texture(rng, a, b, cell=rng.uniform(0.5, 1.0)) for a, b in wall_names)
+    walls = tuple(_texture(rng, a, b, cell=rng.uniform(0.5, 1.0), detail=detail) for a, b in wall_names)
     c_a, c_b = _colour_pair(rng)
-    ceiling = _texture(rng, c_a, c_b, cell=rng.uniform(0.5, 1.0))
+    ceiling = _texture(rng, c_a, c_b, cell=rng.uniform(0.5, 1.0), detail=detail)
 
     objects, info_objects, placed = [], [], []
     n_static, n_dynamic = int(rng.integers(3, 6)), int(rng.integers(1, 3))
@@ -134,7 +141,7 @@ def make_location(seed: int, index: int, split: str = "train") -> dict:
         placed.append((pos, size))
         name = list(R.COLOURS)[int(rng.integers(len(R.COLOURS)))]
         other = _colour_pair(rng)[1]
-        tex = _texture(rng, name, other, cell=rng.uniform(0.2, 0.35))
+        tex = _texture(rng, name, other, cell=rng.uniform(0.2, 0.35), detail=detail)
         shape = "sphere" if rng.random() < 0.5 else "box"
         motion, verb = R.Motion(), None
         if dynamic:
@@ -287,7 +294,7 @@ def video_key(split: str, loc: int, cam: int) -> str:
 
 def generate(out, *, locations: int = 8, test_locations: int = 4, frames: int = 33, height: int = 64,
              width: int = 96, seed: int = 0, cameras: int = 10, supersample: int = 2, fps: int = 15,
-             fov: float = 60.0, progress: bool = True, write_mp4: bool = True) -> dict:
+             fov: float = 60.0, detail: str = "fine", progress: bool = True, write_mp4: bool = True) -> dict:
     """Write the dataset to `out` (see the module docstring); returns a summary dict.
     `write_mp4=False` skips encoding (tests) but writes everything else."""
     check_args(locations=locations, test_locations=test_locations, frames=frames, height=height, width=width,
@@ -311,7 +318,7 @@ def generate(out, *, locations: int = 8, test_locations: int = 4, frames: int = 
         for loc_index in locs:
             group = loc_index // GROUP_SIZE
             trajs = trajs_by_group.setdefault(group, group_trajectories(seed, group, cameras, split))
-            loc = make_location(seed, loc_index, split)
+            loc = make_location(seed, loc_index, split, detail)
             captions[loc_index] = loc["caption"]
             folder = out / split / loc_name(loc_index)
             (folder / "videos").mkdir(parents=True, exist_ok=True)
@@ -355,7 +362,7 @@ def generate(out, *, locations: int = 8, test_locations: int = 4, frames: int = 
                "frames_per_second": round(total * frames / max(seconds, 1e-9), 1),
                "args": {"locations": locations, "test_locations": test_locations, "frames": frames,
                         "height": height, "width": width, "seed": seed, "cameras": cameras,
-                        "supersample": supersample, "fps": fps, "fov": fov},
+                        "supersample": supersample, "fps": fps, "fov": fov, "detail": detail},
                "intrinsics": intr.to_json(), "video_sha256": digests}
     _write_json(out / "dataset.json", {k: v for k, v in summary.items() if k not in ("seconds", "frames_per_second")})
     return summary
@@ -390,6 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="anti-aliasing: ss x ss rays per pixel, averaged (default 2)")
     parser.add_argument("--fps", type=int, default=15, help="mp4 frame rate (default 15, as the datasets)")
     parser.add_argument("--fov", type=float, default=60.0, help="horizontal field of view in degrees (default 60)")
+    parser.add_argument("--detail", choices=DETAILS, default="fine",
+                        help="texture detail: fine (cells + fine checker + speckle, for evaluating SfM) or coarse "
+                             "(cells only: what the tiny synthetic VAE can reconstruct; the trained demo's data)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
 
@@ -401,7 +411,7 @@ def main(argv=None) -> int:
         summary = generate(args.out, locations=args.locations, test_locations=args.test_locations,
                            frames=args.frames, height=args.height, width=args.width, seed=args.seed,
                            cameras=args.cameras, supersample=args.supersample, fps=args.fps, fov=args.fov,
-                           progress=not args.no_progress)
+                           detail=args.detail, progress=not args.no_progress)
     except ValueError as err:
         parser.error(str(err))
     print(f"wrote {summary['videos']} videos ({summary['frames']} frames) to {args.out} in {summary['seconds']} s "

@@ -224,6 +224,31 @@ def side_by_side(*videos: np.ndarray) -> np.ndarray:
     return np.concatenate(arrays, axis=2)
 
 
+def frame_grid(rows: list[tuple[str, np.ndarray]], path, columns: int = 5, scale: int = 2) -> str:
+    """PNG of labelled videos [T, H, W, 3] in [-1, 1]: one row per (label, video), `columns` frames from the
+    first to the last, each pixel `scale` x `scale` (the README's side-by-side figures); returns the path."""
+    from PIL import Image, ImageDraw
+
+    if not rows:
+        raise ValueError("frame_grid needs at least one (label, video) row")
+    t, h, w = np.asarray(rows[0][1]).shape[:3]
+    picks = np.linspace(0, t - 1, columns).round().astype(int)
+    label_w = 8 + 6 * max(len(label) for label, _ in rows)  # PIL's default bitmap font is ~6 px a character
+    canvas = Image.new("RGB", (label_w + columns * w * scale, len(rows) * h * scale), "white")
+    draw = ImageDraw.Draw(canvas)
+    for r, (label, video) in enumerate(rows):
+        if np.asarray(video).shape[:3] != (t, h, w):
+            raise ValueError(f"frame_grid: row {label!r} is {np.asarray(video).shape[:3]}, row 0 is {(t, h, w)}")
+        frames = np.concatenate([np.asarray(video)[c] for c in picks], axis=1)
+        img = Image.fromarray(np.clip(np.round((frames + 1.0) * 127.5), 0, 255).astype(np.uint8))
+        canvas.paste(img.resize((img.width * scale, img.height * scale), Image.NEAREST), (label_w, r * h * scale))
+        draw.text((4, r * h * scale + h * scale // 2 - 5), label, fill="black")
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    canvas.save(path)
+    return path
+
+
 def make_test_video(path, frames: int, height: int, width: int, fps: int = 15, seed: int = 0) -> str:
     """Write a small procedural clip (moving colour gradient plus a bouncing square); returns the path."""
     if frames < 1 or height < 8 or width < 8:

@@ -205,13 +205,15 @@ class ClipSampler:
     def __len__(self) -> int:
         return len(self.videos)
 
-    def batch(self, step: int, batch_size: int) -> np.ndarray:
+    def batch(self, step: int, batch_size: int, num_frames: int | None = None) -> np.ndarray:
+        """Batch `step`: random windows of `num_frames` (default the sampler's), random crops and flips."""
+        num_frames = num_frames or self.num_frames
         rng = np.random.default_rng([self.seed, step])
         out = []
         for _ in range(batch_size):
             v = self.videos[rng.integers(len(self.videos))]
-            start = rng.integers(v.shape[0] - self.num_frames + 1)
-            clip = v[start:start + self.num_frames]
+            start = rng.integers(v.shape[0] - num_frames + 1)
+            clip = v[start:start + num_frames]
             if self.crop:
                 top = rng.integers(v.shape[1] - self.crop[0] + 1)
                 left = rng.integers(v.shape[2] - self.crop[1] + 1)
@@ -338,8 +340,12 @@ def train_vae(config, workdir: str | Path, *, sampler: ClipSampler | None = None
         t_last, since = time.perf_counter(), 0
         bar = tqdm(range(start, total), initial=start, total=total, desc="train vae",
                    disable=jax.process_index() != 0)
+        image_steps = int(config.input.get("image_steps", 0) or 0)
+        image_batch = int(config.input.get("image_batch_size", 0) or batch_size)
         for i in bar:
-            video = sampler.batch(i, batch_size)
+            # Image phase: single frames take the causal VAE's first-frame path (every conv's last time tap) at
+            # ~20x the clip rate, which gets the tiny VAE off the mean-colour plateau before the clip phase.
+            video = sampler.batch(i, image_batch, 1) if i < image_steps else sampler.batch(i, batch_size)
             state, metrics = step_fn(state, video, jax.random.fold_in(base_key, i))
             done, since = i + 1, since + 1
             if not bool(metrics["finite"]):

@@ -212,6 +212,23 @@ def test_texture_has_detail():
     assert len(np.unique(image.reshape(-1, 3), axis=0)) > 500
 
 
+def test_coarse_detail_same_scene_smoother_texture():
+    fine, coarse = S.make_location(0, 0), S.make_location(0, 0, detail="coarse")
+    assert fine["caption"] == coarse["caption"]
+    np.testing.assert_array_equal(fine["start"], coarse["start"])
+    assert fine["info"]["objects"] == coarse["info"]["objects"]
+    intr = R.Intrinsics.from_fov(96, 64)
+    grads = {}
+    for name, loc in (("fine", fine), ("coarse", coarse)):
+        image, buf = R.render(loc["scene"], loc["start"], intr, buffers=True)
+        grads[name] = np.abs(np.diff(image.astype(np.float32), axis=1)).mean()
+        grads[name + "_ids"] = buf["ids"]
+    np.testing.assert_array_equal(grads["fine_ids"], grads["coarse_ids"])  # the same geometry, pixel for pixel
+    assert grads["coarse"] < 0.7 * grads["fine"], grads
+    with pytest.raises(ValueError, match="texture detail"):
+        S.make_location(0, 0, detail="smooth")
+
+
 # --- Dataset output ---------------------------------------------------------------------------------------
 
 SMALL = dict(locations=4, test_locations=4, frames=5, height=32, width=48, cameras=3, supersample=1,

@@ -211,3 +211,21 @@ def test_make_test_video_moves(tmp_path):
         assert c.streams.video[0].average_rate == 15
     vid = V.read_video(path, height=32, width=48, num_frames=5, short="error")
     assert np.abs(vid[4] - vid[0]).mean() > 0.05
+
+
+def test_frame_grid_places_labelled_rows(tmp_path):
+    t, h, w = 9, 8, 12
+    red = np.zeros((t, h, w, 3), np.float32)
+    red[..., 0] = 1.0  # pure red in [-1, 1]
+    ramp = np.broadcast_to(np.linspace(-1, 1, t, dtype=np.float32)[:, None, None, None], (t, h, w, 3))
+    path = V.frame_grid([("red", red), ("ramp", ramp)], tmp_path / "sub" / "grid.png", columns=3, scale=2)
+    img = np.asarray(Image.open(path).convert("RGB"))
+    label_w = img.shape[1] - 3 * w * 2
+    assert img.shape[0] == 2 * h * 2 and label_w > 0
+    assert tuple(img[3, label_w + 5]) == (255, 127, 127) or tuple(img[3, label_w + 5]) == (255, 128, 128)
+    # the ramp row shows frames 0, 4, 8: black, mid grey, white
+    row = img[h * 2 + 3, label_w::w * 2][:3, 0]
+    assert row[0] == 0 and 120 <= row[1] <= 135 and row[2] == 255
+    assert img[:, :label_w].min() < 255  # the labels are drawn
+    with pytest.raises(ValueError, match="row 'short'"):
+        V.frame_grid([("red", red), ("short", red[:3])], tmp_path / "bad.png")

@@ -131,3 +131,15 @@ def test_export(trained, dataset):
     after = vt.psnr(np.asarray(decode(vae, encode(vae, held_out))), held_out)
     print(f"held-out PSNR: untrained {before:.2f} dB, trained {after:.2f} dB")
     assert after > before + 3.0, (before, after)
+
+
+def test_sampler_single_frame_batches_for_the_image_phase(dataset):
+    config = _config(dataset)
+    config.input.num_frames = 5
+    sampler = vt.make_sampler(config)
+    clips, images = sampler.batch(7, 3), sampler.batch(7, 3, 1)
+    assert clips.shape == (3, 5, 32, 48, 3) and images.shape == (3, 1, 32, 48, 3)
+    # the same draw of videos and flips: each image is a frame of the video its clip came from
+    videos = np.stack(sampler.videos)
+    for image in images:
+        assert np.any(np.all(np.isclose(videos, image[0]) | np.isclose(videos, image[0][:, ::-1]), axis=(2, 3, 4)))
