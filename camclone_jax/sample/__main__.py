@@ -21,7 +21,7 @@ Defaults follow upstream: 480x832, 81 frames, Wan's Chinese negative prompt, tex
 the camera tasks sample with DiffSynth's Euler (50 steps, shift 5) and tiled VAE, t2v/i2v with UniPC (t2v 50
 steps shift 5; i2v 40 steps shift 3). Videos are written as H.264 mp4 at 30 fps (upstream's choice).
 
-Without any download:  python -m camclone_jax.sample --demo   (tiny random-weight models, see --demo below)
+Without any download:  python -m camclone_jax.sample --demo   (the small model trained on synthetic scenes)
 """
 
 from __future__ import annotations
@@ -104,9 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m camclone_jax.sample", description=__doc__, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--demo", action="store_true",
-                        help="run the built-in CamCloneMaster V2V demo on tiny RANDOM-WEIGHT models with procedural "
-                             "videos (no download, about a minute on a CPU); writes out/demo.mp4")
+                        help="CamCloneMaster V2V with the small model trained in this repository on synthetic scenes, "
+                             "on a held-out example that ships with it (no download, seconds on a CPU); writes "
+                             "out/demo.mp4 (camera reference | content | result | true target) and out/demo.png")
     parser.add_argument("--demo-output", default="out/demo.mp4", help="where --demo writes its video")
+    parser.add_argument("--demo-steps", type=int, default=30, help="Euler steps of --demo (default 30)")
     tasks = parser.add_subparsers(dest="task", metavar="TASK")
     helps = {"camclone": "CamCloneMaster: clone the camera motion of a reference video (V2V or I2V)",
              "recam": "ReCamMaster: re-shoot a video along a new camera trajectory",
@@ -254,7 +256,7 @@ def main(argv=None) -> int:
         if args.demo:
             from camclone_jax.sample.demo import run_demo
 
-            run_demo(args.demo_output)
+            run_demo(args.demo_output, steps=args.demo_steps)
         else:
             run_task(args)
     except (CLIError, ValueError, FileNotFoundError) as err:

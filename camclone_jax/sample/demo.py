@@ -1,35 +1,28 @@
-"""`python -m camclone_jax.sample --demo`: the whole CamCloneMaster V2V pipeline with nothing downloaded.
+"""`python -m camclone_jax.sample --demo`: CamCloneMaster V2V with the small model trained in this repository.
 
-Builds tiny random-weight models of every network the task uses (DiT, VAE, umT5 with a sentencepiece model
-trained on the spot, CLIP), writes two procedural clips (a camera reference and a content video), reads them
-back through the same loader as real inputs, samples, and writes camera ref | content | result as one mp4.
-The weights are untrained: the result is structured noise, not a video of anything. It shows the plumbing.
+Everything ships with the package (camclone_jax/assets/synthetic, a few MB, nothing is downloaded): a tiny
+Wan VAE and a tiny CamCloneMaster DiT trained on the synthetic CameraClone dataset
+(`python -m camclone_jax.data.synthetic ... --detail coarse`, configs/synthetic_vae.py and
+configs/synthetic_camclone.py; README "A small trained model"), the frozen random tiny umT5 / CLIP they were
+trained with, and one held-out triple (a scene and a camera trajectory never seen in training): the camera
+reference, the content video and the true target render. The demo re-shoots the content along the reference's
+camera and writes camera reference | content | result | true target as one mp4, plus a PNG of five frames.
+
+`train_tokenizer` trains the tiny sentencepiece model that the encoders folder and the tests use.
 """
 
 from __future__ import annotations
 
-import tempfile
+import json
 import time
 from pathlib import Path
 
-import jax
-import numpy as np
-from flax import nnx
-
-from camclone_jax.models import DiTConfig, WanDiT
-from camclone_jax.models.clip_vision import CLIPVisionEncoder, tiny_clip
 from camclone_jax.models.text_prompts import PromptTokenizer
-from camclone_jax.models.umt5 import UMT5Encoder, tiny_umt5
-from camclone_jax.models.wan_vae import WanVAE, tiny_vae
 from camclone_jax.sample.conditions import NEGATIVE_PROMPT
-from camclone_jax.sample.denoise import Sampler
-from camclone_jax.sample.tasks import Inputs, Models, generate
-from camclone_jax.sample.video import make_test_video, read_video, side_by_side, write_video
 
-PROMPT = "A red ball bounces across a colourful striped wall while the camera pans to the right."
-CORPUS = [PROMPT, NEGATIVE_PROMPT, "a camera slowly pans across a mountain lake at sunrise",
+ASSETS = Path(__file__).resolve().parent.parent / "assets" / "synthetic"  # dit/ vae/ umt5/ clip/ example/
+CORPUS = ["A red ball bounces across a colourful striped wall while the camera pans to the right.", NEGATIVE_PROMPT, "a camera slowly pans across a mountain lake at sunrise",
           "zoom in on the car driving through the city at night", "一只猫在窗台上睡觉。"]
-FRAMES, HEIGHT, WIDTH = 33, 128, 192
 
 
 def train_tokenizer(folder: Path, corpus: list[str] = CORPUS, vocab_size: int = 200) -> PromptTokenizer:
@@ -44,37 +37,96 @@ def train_tokenizer(folder: Path, corpus: list[str] = CORPUS, vocab_size: int = 
     return PromptTokenizer(folder)
 
 
-def tiny_models(tokenizer: PromptTokenizer, variant: str = "camclone", seed: int = 0) -> Models:
-    """Random tiny networks wired like the real ones (umT5 width = DiT text width, CLIP width = image width)."""
-    umt5, clip = tiny_umt5(), tiny_clip().replace(image_size=224)  # 224 px: the DiT's 257 image tokens
-    rngs = nnx.Rngs(seed)
-    dit = WanDiT(DiTConfig.tiny(variant, text_dim=umt5.dim, image_dim=clip.dim), rngs=rngs)
-    head = dit.head.head.kernel  # a fresh head is zero (upstream init): the velocity would be 0 everywhere
-    head.set_value(jax.random.normal(jax.random.key(seed), head.shape) * 0.05)
-    return Models(dit=dit, vae=WanVAE(tiny_vae(), rngs=rngs), text_encoder=UMT5Encoder(umt5, rngs=rngs),
-                  tokenizer=tokenizer, clip=CLIPVisionEncoder(clip, rngs=rngs))
+def run_demo(output: str | Path = "out/demo.mp4", steps: int = 30, seed: int = 0, models: str | Path = ASSETS,
+             progress: bool = True) -> Path:
+    """Samples the shipped held-out example with the shipped models (module doc); returns the mp4 path."""
+    from camclone_jax.eval.heldout import psnr
+    from camclone_jax.sample.checkpoints import CheckpointPaths, load_models
+    from camclone_jax.sample.denoise import Sampler
+    from camclone_jax.sample.tasks import Inputs, generate
+    from camclone_jax.sample.video import frame_grid, read_video, side_by_side, write_video
 
-
-def run_demo(output: str | Path = "out/demo.mp4", steps: int = 20, seed: int = 0, frames: int = FRAMES,
-             height: int = HEIGHT, width: int = WIDTH, progress: bool = True) -> Path:
-    output = Path(output)
-    print("camclone_jax demo: CamCloneMaster V2V on TINY RANDOM-WEIGHT models (nothing is downloaded).")
-    print("The weights are untrained, so the result is not a meaningful video; it shows the pipeline runs end "
-          "to end: procedural videos -> VAE -> umT5 + CLIP -> DiT denoising -> VAE decode -> mp4.")
+    models, output = Path(models), Path(output)
+    example_dir = models / "example"
+    if not (example_dir / "example.json").is_file():
+        raise FileNotFoundError(f"{example_dir}/example.json not found: the demo needs the trained models and "
+                                f"the example clips of camclone_jax/assets/synthetic (a broken install?)")
+    example = json.loads((example_dir / "example.json").read_text())
+    size = dict(num_frames=example["frames"], height=example["height"], width=example["width"])
+    clips = {name: read_video(example_dir / example[name], **size) for name in ("reference", "content", "target")}
+    print(f"camclone_jax demo: CamCloneMaster V2V with the tiny model trained on synthetic scenes ({models}).")
+    print(f"held-out example: camera reference = {example['reference_camera']}; content = the same scene as the "
+          f"target along another path ({example['content_camera']})")
     start = time.perf_counter()
-    inputs_dir = output.with_name(output.stem + "_inputs")
-    ref_path = make_test_video(inputs_dir / "camera_reference.mp4", frames, height, width, seed=seed + 1)
-    content_path = make_test_video(inputs_dir / "content.mp4", frames, height, width, seed=seed + 2)
-    size = dict(height=height, width=width, num_frames=frames)
-    inputs = Inputs(prompt=PROMPT, ref_video=read_video(ref_path, **size),
-                    content_video=read_video(content_path, **size))
-    with tempfile.TemporaryDirectory() as tmp:
-        models = tiny_models(train_tokenizer(Path(tmp)), seed=seed)
-    videos = generate(models, "camclone", inputs, sampler=Sampler("euler", steps, 5.0, 5.0), seed=seed,
-                      progress=progress, **size)
-    result = videos[0]
-    write_video(output, side_by_side(inputs.ref_video, inputs.content_video, result), fps=15)
-    print(f"{frames} frames of {height}x{width}, {steps} Euler steps, in {time.perf_counter() - start:.1f} s; "
-          f"result mean {result.mean():+.3f}, std {result.std():.3f}, finite {bool(np.isfinite(result).all())}")
-    print(f"wrote {output} (camera reference | content | result) and the inputs in {inputs_dir}/")
+    loaded = load_models("camclone", CheckpointPaths.resolve(models), attention="xla")
+    inputs = Inputs(prompt=example["caption"], ref_video=clips["reference"], content_video=clips["content"])
+    result = generate(loaded, "camclone", inputs, sampler=Sampler("euler", steps, 5.0, 1.0), seed=seed,
+                      tiled=False, progress=progress, **size)[0]
+    write_video(output, side_by_side(clips["reference"], clips["content"], result, clips["target"]), fps=15)
+    grid = frame_grid([("camera reference", clips["reference"]), ("content", clips["content"]),
+                       ("result", result), ("true target", clips["target"])], output.with_suffix(".png"))
+    print(f"{size['num_frames']} frames of {size['height']}x{size['width']}, {steps} Euler steps, in "
+          f"{time.perf_counter() - start:.1f} s; PSNR against the true target: result "
+          f"{psnr(result, clips['target']):.1f} dB, content unchanged {psnr(clips['content'], clips['target']):.1f} dB")
+    print(f"wrote {output} (camera reference | content | result | true target) and {grid}")
     return output
+
+
+def package_demo(encoders: str | Path, dit: str | Path, data: str | Path, row: int, out: str | Path = ASSETS,
+                 num_frames: int | None = None) -> Path:
+    """Assembles the shipped demo folder `out`: dit/ (an exported run), vae/ umt5/ clip/ (the encoders folder the
+    DiT was trained with) and example/ (row `row` of the held-out DATA/test.csv: reference, content and target
+    clips plus example.json with the caption and the cameras' descriptions from the ground truth)."""
+    import csv
+    import shutil
+
+    from camclone_jax.eval.heldout import select_triples
+
+    encoders, dit, data, out = Path(encoders), Path(dit), Path(data), Path(out)
+    triples = {t.row: t for t in select_triples(data, "test", 10**9)}
+    if row not in triples:
+        raise ValueError(f"{data}/test.csv has no row {row} (rows 0..{max(triples)})")
+    triple = triples[row]
+    out.mkdir(parents=True, exist_ok=True)
+    for name, source in (("dit", dit), ("vae", encoders / "vae"), ("umt5", encoders / "umt5"),
+                         ("clip", encoders / "clip")):
+        if not source.is_dir():
+            raise FileNotFoundError(f"{source} not found (package_demo needs {name}/)")
+        shutil.rmtree(out / name, ignore_errors=True)
+        shutil.copytree(source, out / name)
+    example = out / "example"
+    shutil.rmtree(example, ignore_errors=True)
+    example.mkdir()
+    meta = json.loads((data / "dataset.json").read_text())["args"]
+    describe = lambda video: json.loads(
+        (video.parent.parent / "cameras" / (video.stem + ".json")).read_text())["trajectory"]["description"]
+    for name, video in (("reference", triple.ref), ("content", triple.content), ("target", triple.target)):
+        shutil.copyfile(video, example / f"{name}.mp4")
+    with open(data / "test.csv", newline="", encoding="utf-8") as f:
+        source_row = list(csv.DictReader(f))[row]
+    (example / "example.json").write_text(json.dumps({
+        "caption": triple.caption, "frames": num_frames or meta["frames"], "height": meta["height"],
+        "width": meta["width"], "reference": "reference.mp4", "content": "content.mp4", "target": "target.mp4",
+        "reference_camera": describe(triple.ref), "content_camera": describe(triple.content),
+        "source": {"dataset": meta, "test_csv_row": row, **source_row}}, indent=1) + "\n")
+    return out
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m camclone_jax.sample.demo",
+                                     description="Assemble the shipped demo folder (package_demo); run the demo "
+                                                 "itself with `python -m camclone_jax.sample --demo`.")
+    parser.add_argument("--encoders", required=True, help="vae/ umt5/ clip/ the DiT was trained with")
+    parser.add_argument("--dit", required=True, help="the exported DiT (python -m camclone_jax.train.export)")
+    parser.add_argument("--data", required=True, help="the synthetic dataset (its test.csv gives the example)")
+    parser.add_argument("--row", type=int, required=True, help="row of test.csv to ship as the example")
+    parser.add_argument("--out", default=str(ASSETS), help=f"default {ASSETS}")
+    args = parser.parse_args(argv)
+    print(f"wrote {package_demo(args.encoders, args.dit, args.data, args.row, args.out)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

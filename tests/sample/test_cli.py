@@ -3,13 +3,13 @@ bad inputs refused with a clear message and nothing half-written, `--help`, and 
 
 The models are random torch-named state dicts built from the converter's own shape tables (weights scaled small,
 norm weights around 1, so the outputs stay finite), saved as safetensors and converted with `convert.convert`;
-their sizes fit together like `demo.tiny_models` (umT5 width 64 = DiT text width, CLIP width 64 at 224 px =
+their sizes fit together like the shipped demo's (umT5 width 64 = DiT text width, CLIP width 64 at 224 px =
 the DiT's 257 image tokens).
 """
 
 from __future__ import annotations
 
-import inspect
+import json
 import os
 import subprocess
 import sys
@@ -27,7 +27,7 @@ from camclone_jax.models.umt5 import tiny_umt5
 from camclone_jax.models.wan_vae import tiny_vae
 from camclone_jax.sample import checkpoints
 from camclone_jax.sample.__main__ import main
-from camclone_jax.sample.demo import run_demo, train_tokenizer
+from camclone_jax.sample.demo import ASSETS, run_demo, train_tokenizer
 from camclone_jax.sample.video import make_test_video, write_video
 from convert import clip as convert_clip_shapes
 from convert import convert
@@ -292,17 +292,20 @@ def test_help_mentions_every_task_and_the_key_options():
 
 
 # --demo --------------------------------------------------------------------------------------------------
-def test_demo_runs_at_a_small_size(tmp_path):
-    params = inspect.signature(run_demo).parameters
-    if not {"frames", "height", "width"} <= set(params):
-        pytest.skip("run_demo(output, steps, seed) has no frames/height/width parameters; its fixed 33x128x192 "
-                    "demo takes ~35 s on a CPU, too slow for this file")
+def test_demo_samples_the_shipped_example(tmp_path, capsys):
     out = tmp_path / "demo.mp4"
-    run_demo(out, steps=1, frames=FRAMES, height=HEIGHT, width=WIDTH,
-             **({"progress": False} if "progress" in params else {}))
-    frames = read_mp4(out)
-    assert frames.shape == (FRAMES, HEIGHT, 3 * WIDTH, 3)
-    assert not list(tmp_path.glob("*.part"))
+    assert main(["--demo", "--demo-output", str(out), "--demo-steps", "2"]) == 0
+    example = json.loads((ASSETS / "example" / "example.json").read_text())
+    frames = read_mp4(out)  # camera reference | content | result | true target
+    assert frames.shape == (example["frames"], example["height"], 4 * example["width"], 3)
+    assert out.with_suffix(".png").is_file() and not list(tmp_path.glob("*.part"))
+    printed = capsys.readouterr().out
+    assert example["reference_camera"] in printed and "PSNR against the true target" in printed
+
+
+def test_demo_without_assets_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="example.json not found"):
+        run_demo(tmp_path / "demo.mp4", models=tmp_path)
 
 
 # --trajectory-from: the camera path of another video ----------------------------------------------------------

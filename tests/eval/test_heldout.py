@@ -1,0 +1,73 @@
+"""`python -m camclone_jax.eval.heldout`: the held-out table of the trained synthetic CamCloneMaster.
+
+Runs the real CLI with the shipped models (camclone_jax/assets/synthetic) on a tiny freshly generated dataset
+(1 sampling step, the homography estimator: seconds), and checks the report against independent computations:
+the baselines' PSNR, the ground-truth row, the failure counts and the written files.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from camclone_jax.data import synthetic
+from camclone_jax.eval import heldout
+from camclone_jax.sample.demo import ASSETS
+from camclone_jax.sample.video import read_video
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synth")
+    synthetic.generate(out, locations=4, test_locations=4, frames=9, height=64, width=96, cameras=3,
+                       supersample=1, detail="coarse", progress=False)
+    return out
+
+
+def test_select_triples_spreads_and_checks_paths(dataset, tmp_path):
+    rows = (dataset / "test.csv").read_text().strip().splitlines()[1:]
+    picked = heldout.select_triples(dataset, "test", 3)
+    assert [t.row for t in picked] == [0, round((len(rows) - 1) / 2), len(rows) - 1]
+    assert all(t.target_cameras.is_file() for t in picked)
+    assert picked[0].target_cameras.name == picked[0].target.stem + ".json"
+    with pytest.raises(FileNotFoundError, match="python -m camclone_jax.data.synthetic"):
+        heldout.select_triples(tmp_path, "test", 3)
+    (dataset / "test" / "loc0000" / "videos" / "cam01.mp4").rename(tmp_path / "moved.mp4")
+    try:
+        with pytest.raises(FileNotFoundError, match="cam01.mp4 is missing"):
+            heldout.select_triples(dataset, "test", 1000)
+    finally:
+        (tmp_path / "moved.mp4").rename(dataset / "test" / "loc0000" / "videos" / "cam01.mp4")
+
+
+def test_cli_report(dataset, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert heldout.main(["--models", str(ASSETS), "--data", str(dataset), "--out", str(out), "--num", "2",
+                         "--steps", "1", "--method", "homography", "sfm", "--examples", "1", "--no-progress"]) == 0
+    report = json.loads((out / "results.json").read_text())
+    assert len(report["rows"]) == 2 and report["methods"] == ["homography", "sfm"] and report["num_frames"] == 9
+    for row in report["rows"]:
+        systems = row["systems"]
+        assert set(systems) == set(heldout.SYSTEMS)
+        assert systems["ground_truth"]["PSNR"] == pytest.approx(10 * np.log10(4 / 1e-12))  # the target itself
+        content, target = (read_video(row[k], height=64, width=96, num_frames=9) for k in ("content", "target"))
+        assert systems["content"]["PSNR"] == pytest.approx(heldout.psnr(content, target), abs=1e-4)
+        for name in heldout.GENERATED:
+            assert (out / "videos" / f"row{row['row']:04d}_{name}.mp4").is_file()
+    for method in ("homography", "sfm"):
+        summary = report["summary"][method]
+        for name in heldout.SYSTEMS:
+            entries = [r["systems"][name][method] for r in report["rows"]]
+            assert summary[name]["failed"] == sum(e["status"] != "ok" for e in entries)
+            ok = [e["RotErr"] for e in entries if e["status"] == "ok"]
+            assert summary[name]["RotErr"] == (pytest.approx(np.mean(ok)) if ok else None)
+    assert len(list((out / "examples").glob("*.png"))) == 1
+    table = (out / "results.md").read_text()
+    assert all(label in table for label, _ in heldout.SYSTEMS.values())
+    assert "poses: sfm" in table and "poses: homography" in table
+    assert "model V2V RotErr / baseline (sfm)" in capsys.readouterr().out
+
+
+def test_ratios():
+    summary = {"model_v2v": {"RotErr": 1.0}, "content": {"RotErr": 4.0}, "static_ref": {"RotErr": None}}
+    assert heldout.ratios(summary) == {"content": 0.25, "static_ref": None}
