@@ -47,7 +47,8 @@ SYSTEMS = {  # key: (table label, what it is)
 }
 GENERATED = ("model_v2v", "model_i2v", "static_ref")
 METRICS = ("RotErr", "TransErr", "CamMC")
-STRIP_ROWS = ("reference", "content", "model_v2v", "static_ref", "ground_truth")
+STRIP_ROWS = {"reference": "camera reference", "content": "content", "model_v2v": "result (V2V)",
+              "static_ref": "static reference", "ground_truth": "true target"}  # PNG rows: key -> label
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,7 +102,10 @@ def pose_errors(video: np.ndarray, gt_c2w: np.ndarray, intr: Intrinsics, method:
     out = {"registered": est.num_registered, "frames": est.num_frames}
     if not est.success:
         return out | {"status": "failed", "message": est.message}
-    metrics = camera_metrics(est.c2w, gt_c2w)
+    try:
+        metrics = camera_metrics(est.c2w, gt_c2w)
+    except ValueError as err:  # e.g. a degenerate estimate; counted as a failure like the CLI does
+        return out | {"status": "failed", "message": f"metrics: {err}"}
     return out | {"status": "ok", **{k: float(metrics[k]) for k in METRICS}}
 
 
@@ -143,9 +147,8 @@ def evaluate(models, triples: list[Triple], out: Path, *, num_frames: int, heigh
         for name in GENERATED:
             write_video(out / "videos" / f"row{t.row:04d}_{name}.mp4", videos[name], fps=15)
         if k < examples:
-            labels = {"reference": "camera reference", "content": "content", "model_v2v": "result (V2V)",
-                      "static_ref": "static reference", "ground_truth": "true target"}
-            frame_grid([(labels[k], ({"reference": ref} | videos)[k]) for k in STRIP_ROWS],
+            shown = {"reference": ref} | videos
+            frame_grid([(label, shown[name]) for name, label in STRIP_ROWS.items()],
                        out / "examples" / f"row{t.row:04d}.png")
         rows.append(row)
     return {"rows": rows, "summary": {m: summarise(rows, m) for m in methods}, "methods": list(methods),
@@ -202,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pose estimator(s), one table each (default sfm, the CamI2V protocol; homography: "
                         "rotations only, from frame-to-frame homographies)")
     p.add_argument("--steps", type=int, default=30, help="sampling steps (default 30)")
+    p.add_argument("--shift", type=float, default=5.0,
+                   help="sigma shift of the sampling grid (default 5, as the model's training flow.shift)")
     p.add_argument("--cfg", type=float, default=1.0, help="text guidance scale (default 1: no unconditional pass; "
                    "the synthetic captions carry no camera information)")
     p.add_argument("--seed", type=int, default=0)
@@ -224,7 +229,7 @@ def main(argv=None) -> int:
         return 2
     frames = meta["frames"] if (meta["frames"] - 1) % 4 == 0 else 4 * ((meta["frames"] - 1) // 4) + 1
     report = evaluate(models, triples, args.out, num_frames=frames, height=meta["height"], width=meta["width"],
-                      sampler=Sampler("euler", args.steps, 5.0, args.cfg), methods=tuple(args.method), seed=args.seed,
+                      sampler=Sampler("euler", args.steps, args.shift, args.cfg), methods=tuple(args.method), seed=args.seed,
                       examples=args.examples, progress=not args.no_progress)
     report["args"] = {k: str(v) for k, v in vars(args).items()}
     args.out.mkdir(parents=True, exist_ok=True)
