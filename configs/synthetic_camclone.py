@@ -26,8 +26,8 @@ frame axis; batch 8 (it splits over data x fsdp). The whole chain (README "A sma
   python -m camclone_jax.train --workdir runs/base \
       --config configs/synthetic_camclone.py:latents=data/synthc_lat,encoders=data/synthc_enc
   python -m camclone_jax.train.export runs/base ckpt/synthc_base
-  python -m camclone_jax.train --workdir runs/camclone \
-      --config configs/synthetic_camclone.py:stage=camclone,init=ckpt/synthc_base,latents=data/synthc_lat,encoders=data/synthc_enc
+  python -m camclone_jax.train --workdir runs/camclone --config \
+      configs/synthetic_camclone.py:stage=camclone,init=ckpt/synthc_base,latents=data/synthc_lat,encoders=data/synthc_enc
 Smoke run (2 steps, 5-frame 32x48 clips, batch 1): add `runlocal` to the config args.
 """
 

@@ -227,10 +227,10 @@ def main(argv=None) -> int:
     except (OSError, ValueError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    frames = meta["frames"] if (meta["frames"] - 1) % 4 == 0 else 4 * ((meta["frames"] - 1) // 4) + 1
+    frames = 4 * ((meta["frames"] - 1) // 4) + 1  # the longest 4k+1 prefix of the clips
     report = evaluate(models, triples, args.out, num_frames=frames, height=meta["height"], width=meta["width"],
-                      sampler=Sampler("euler", args.steps, args.shift, args.cfg), methods=tuple(args.method), seed=args.seed,
-                      examples=args.examples, progress=not args.no_progress)
+                      sampler=Sampler("euler", args.steps, args.shift, args.cfg), methods=tuple(args.method),
+                      seed=args.seed, examples=args.examples, progress=not args.no_progress)
     report["args"] = {k: str(v) for k, v in vars(args).items()}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(report, indent=1) + "\n")

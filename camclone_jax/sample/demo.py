@@ -21,7 +21,8 @@ from camclone_jax.models.text_prompts import PromptTokenizer
 from camclone_jax.sample.conditions import NEGATIVE_PROMPT
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "synthetic"  # dit/ vae/ umt5/ clip/ example/
-CORPUS = ["A red ball bounces across a colourful striped wall while the camera pans to the right.", NEGATIVE_PROMPT, "a camera slowly pans across a mountain lake at sunrise",
+CORPUS = ["A red ball bounces across a colourful striped wall while the camera pans to the right.", NEGATIVE_PROMPT,
+          "a camera slowly pans across a mountain lake at sunrise",
           "zoom in on the car driving through the city at night", "一只猫在窗台上睡觉。"]
 
 

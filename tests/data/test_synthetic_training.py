@@ -65,6 +65,9 @@ def test_stages():
         _config("stage=camclone")
     with pytest.raises(ValueError, match="unknown stage"):
         _config("stage=lora")
+    latents = _config("latents=/some/latents")  # precomputed input instead of the raw CSV
+    assert (latents.input.format, latents.input.data) == ("latents", "/some/latents")
+    assert (base.input.format, base.input.data) == ("videos", "/tmp/synth/train.csv")
 
 
 def test_encoders_cli_rejects_a_non_vae_folder(synth, tmp_path, capsys):
