@@ -63,12 +63,16 @@ class Triple:
 
     @property
     def target_cameras(self) -> Path:
-        """The generator's ground truth of the target video: .../videos/camXX.mp4 -> .../cameras/camXX.json."""
-        return self.target.parent.parent / "cameras" / (self.target.stem + ".json")
+        return cameras_json(self.target)
 
 
-def select_triples(data: Path, split: str = "test", num: int = 24) -> list[Triple]:
-    """`num` rows of DATA/{split}.csv spread evenly over the file (all rows when it has fewer)."""
+def cameras_json(video: Path) -> Path:
+    """The generator's ground truth of a video: .../videos/camXX.mp4 -> .../cameras/camXX.json."""
+    return video.parent.parent / "cameras" / (video.stem + ".json")
+
+
+def read_triples(data: Path, split: str = "test") -> list[Triple]:
+    """Every row of DATA/{split}.csv, in file order (paths not checked)."""
     index = data / f"{split}.csv"
     if not index.is_file():
         raise FileNotFoundError(f"{index} not found: --data must be a folder written by "
@@ -77,14 +81,23 @@ def select_triples(data: Path, split: str = "test", num: int = 24) -> list[Tripl
         rows = list(csv.DictReader(f))
     if not rows:
         raise ValueError(f"{index} has no triples")
+    return [Triple(i, r["caption"], data / r["video_path"], data / r["ref_video_path"], data / r["content_video_path"])
+            for i, r in enumerate(rows)]
+
+
+def check_files(triple: Triple, index: Path) -> None:
+    for path in (triple.target, triple.ref, triple.content, triple.target_cameras):
+        if not path.is_file():
+            raise FileNotFoundError(f"{index} row {triple.row}: {path} is missing")
+
+
+def select_triples(data: Path, split: str = "test", num: int = 24) -> list[Triple]:
+    """`num` rows of DATA/{split}.csv spread evenly over the file (all rows when it has fewer)."""
+    rows = read_triples(data, split)
     picks = sorted(set(np.linspace(0, len(rows) - 1, min(num, len(rows))).round().astype(int).tolist()))
-    triples = [Triple(i, rows[i]["caption"], data / rows[i]["video_path"], data / rows[i]["ref_video_path"],
-                      data / rows[i]["content_video_path"]) for i in picks]
-    for t in triples:
-        for path in (t.target, t.ref, t.content, t.target_cameras):
-            if not path.is_file():
-                raise FileNotFoundError(f"{index} row {t.row}: {path} is missing")
-    return triples
+    for i in picks:
+        check_files(rows[i], data / f"{split}.csv")
+    return [rows[i] for i in picks]
 
 
 def psnr(video: np.ndarray, target: np.ndarray) -> float:

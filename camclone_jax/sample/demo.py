@@ -78,16 +78,16 @@ def package_demo(encoders: str | Path, dit: str | Path, data: str | Path, row: i
     """Assembles the shipped demo folder `out`: dit/ (an exported run), vae/ umt5/ clip/ (the encoders folder the
     DiT was trained with) and example/ (row `row` of the held-out DATA/test.csv: reference, content and target
     clips plus example.json with the caption and the cameras' descriptions from the ground truth)."""
-    import csv
     import shutil
 
-    from camclone_jax.eval.heldout import select_triples
+    from camclone_jax.eval.heldout import cameras_json, check_files, read_triples
 
     encoders, dit, data, out = Path(encoders), Path(dit), Path(data), Path(out)
-    triples = {t.row: t for t in select_triples(data, "test", 10**9)}
-    if row not in triples:
-        raise ValueError(f"{data}/test.csv has no row {row} (rows 0..{max(triples)})")
+    triples = read_triples(data, "test")
+    if not 0 <= row < len(triples):
+        raise ValueError(f"{data}/test.csv has no row {row} (rows 0..{len(triples) - 1})")
     triple = triples[row]
+    check_files(triple, data / "test.csv")
     out.mkdir(parents=True, exist_ok=True)
     for name, source in (("dit", dit), ("vae", encoders / "vae"), ("umt5", encoders / "umt5"),
                          ("clip", encoders / "clip")):
@@ -99,17 +99,18 @@ def package_demo(encoders: str | Path, dit: str | Path, data: str | Path, row: i
     shutil.rmtree(example, ignore_errors=True)
     example.mkdir()
     meta = json.loads((data / "dataset.json").read_text())["args"]
-    describe = lambda video: json.loads(
-        (video.parent.parent / "cameras" / (video.stem + ".json")).read_text())["trajectory"]["description"]
+    describe = lambda video: json.loads(cameras_json(video).read_text())["trajectory"]["description"]
     for name, video in (("reference", triple.ref), ("content", triple.content), ("target", triple.target)):
         shutil.copyfile(video, example / f"{name}.mp4")
-    with open(data / "test.csv", newline="", encoding="utf-8") as f:
-        source_row = list(csv.DictReader(f))[row]
+    source_row = {"video_path": triple.target, "caption": triple.caption, "ref_video_path": triple.ref,
+                  "content_video_path": triple.content}
     (example / "example.json").write_text(json.dumps({
         "caption": triple.caption, "frames": num_frames or meta["frames"], "height": meta["height"],
         "width": meta["width"], "reference": "reference.mp4", "content": "content.mp4", "target": "target.mp4",
         "reference_camera": describe(triple.ref), "content_camera": describe(triple.content),
-        "source": {"dataset": meta, "test_csv_row": row, **source_row}}, indent=1) + "\n")
+        "source": {"dataset": meta, "test_csv_row": row,
+                   **{k: str(v.relative_to(data)) if isinstance(v, Path) else v for k, v in source_row.items()}}},
+        indent=1) + "\n")
     return out
 
 
@@ -125,7 +126,10 @@ def main(argv=None) -> int:
     parser.add_argument("--row", type=int, required=True, help="row of test.csv to ship as the example")
     parser.add_argument("--out", default=str(ASSETS), help=f"default {ASSETS}")
     args = parser.parse_args(argv)
-    print(f"wrote {package_demo(args.encoders, args.dit, args.data, args.row, args.out)}")
+    try:
+        print(f"wrote {package_demo(args.encoders, args.dit, args.data, args.row, args.out)}")
+    except (ValueError, FileNotFoundError) as err:
+        parser.error(str(err))
     return 0
 
 
