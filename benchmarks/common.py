@@ -141,9 +141,16 @@ def emit(heading: str, note: str, table: str) -> str:
     return text
 
 
+# Calls shorter than this are repeated beyond `--repeats` until their total reaches it: a median of three
+# 2-ms calls measures scheduler noise, not the model.
+MIN_TIMED_SECONDS = 2.0
+MAX_TIMED_CALLS = 1000
+
+
 def measure(build, framework: str, size: str, repeats: int, threads: int) -> dict:
     """Worker body shared by the suites: `build()` -> (call, sync, device description, device peak bytes fn);
-    one warm-up call (traces and compiles for JAX), VmHWM reset, then `repeats` timed calls."""
+    one warm-up call (traces and compiles for JAX), VmHWM reset, then `repeats` timed calls, or more while
+    they add up to less than MIN_TIMED_SECONDS."""
     t0 = time.perf_counter()
     call, sync, desc, device_peak = build()
     build_s = time.perf_counter() - t0
@@ -153,7 +160,7 @@ def measure(build, framework: str, size: str, repeats: int, threads: int) -> dic
     warmup_s = time.perf_counter() - t0
     hwm_reset = reset_peak_rss()
     times = []
-    for _ in range(repeats):
+    while len(times) < repeats or (sum(times) < MIN_TIMED_SECONDS and len(times) < MAX_TIMED_CALLS):
         t0 = time.perf_counter()
         sync(call())
         times.append(time.perf_counter() - t0)
@@ -177,6 +184,11 @@ def comparison_cells(flops: float, tr: dict, jr: dict, peak: float | None) -> st
             f"{jr['warmup_s'] - min(jr['times']):.1f} | {memory_gib(tr)} | {memory_gib(jr)} |")
 
 
+def _times(r: dict) -> str:
+    times = r["times"]
+    return str(times) if len(times) <= 5 else f"{len(times)} calls, median {r['median_s']:.4f} min {min(times):.4f}"
+
+
 def run_pairs(module: str, sizes: list[str], args) -> tuple[list[tuple[str, dict, dict]], list[float], list[str]]:
     """Parent side: a torch and a jax worker per size -> (rows (size, torch, jax), load averages sampled
     around the sizes, the devices the workers reported)."""
@@ -184,7 +196,7 @@ def run_pairs(module: str, sizes: list[str], args) -> tuple[list[tuple[str, dict
     for size in sizes:
         tr, jr = (spawn(module, fw, size, args.repeats, args.threads, peak_tflops=args.peak_tflops)
                   for fw in ("torch", "jax"))
-        print(f"[{size}] torch {tr['times']}  jax {jr['times']} (warm-up torch {tr['warmup_s']:.1f} s, "
+        print(f"[{size}] torch {_times(tr)}  jax {_times(jr)} (warm-up torch {tr['warmup_s']:.1f} s, "
               f"jax {jr['warmup_s']:.1f} s)", file=sys.stderr)
         rows.append((size, tr, jr))
         loads.append(os.getloadavg()[0])

@@ -9,8 +9,8 @@ inputs: B=1 latents, one timestep, 512 text rows. Every (framework, size) pair r
 of one never pollute the timing or the memory of another; the parent prints a markdown table.
 
 Measured per pair: one warm-up call (for JAX it also traces and compiles; "compile" = warm-up minus the fastest
-timed call), then `--repeats` timed calls (median and min; JAX synchronised with `block_until_ready`); the
-jax/torch ratio and achieved TFLOP/s use the medians, from an analytic matmul FLOP count
+timed call), then `--repeats` timed calls, more while they total under 2 s (median and min; JAX synchronised
+with `block_until_ready`); the jax/torch ratio and achieved TFLOP/s use the medians, from an analytic matmul FLOP count
 (`camclone_jax.flops.dit_forward_flops`). Memory on CPU: peak RSS of the worker over the timed calls (VmHWM is reset
 after the warm-up, so compile-time memory is excluded), weights included, plus its growth over the RSS right
 after the model build. On GPU: peak device bytes (`memory_stats()["peak_bytes_in_use"]` /
@@ -137,7 +137,8 @@ def main(argv=None):
     return emit(f"### WanDiT forward, JAX vs PyTorch ({datetime.date.today()})",
                 f"Device: {' / '.join(devices)}; threads {args.threads} (CPU affinity + "
                 f"torch.set_num_threads); batch 1, fp32, {TEXT_LEN} text rows, random weights, median (min) of "
-                f"{args.repeats} after one warm-up call. PyTorch: diffusers WanTransformer3DModel (SDPA). Peak "
+                f"{args.repeats} (more for calls under 2 s in all) after one warm-up call. PyTorch: diffusers "
+                f"WanTransformer3DModel (SDPA). Peak "
                 f"memory: GPU peak bytes where marked (device), else the worker's peak RSS over the timed calls, "
                 f"weights included (Δ: growth over the RSS after the model build). {peak_note(peak)}. "
                 f"{load_note(loads)}. Versions: {versions()}.",

@@ -16,12 +16,12 @@ backward, `optimizer.step()`, `zero_grad(set_to_none=True)`.
 
 Every (framework, size) pair runs in its own subprocess (`--worker jax|torch --size NAME`, one JSON line). Per
 pair: one warm-up step (for JAX it also compiles; "compile" = warm-up minus the fastest timed step), then
-`--repeats` timed steps (median and min; JAX synchronised with `block_until_ready` on the new state). Achieved
-TFLOP/s = `camclone_jax.flops.dit_train_flops` (forward + backward matmuls with only self-attention's weight
-gradients) / median step time. Memory on CPU: peak RSS of the worker over the timed steps (VmHWM reset after the
-warm-up), weights and optimiser state included, and its growth over the RSS after the build. MFU = achieved
-FLOP/s / the device's fp32 peak (`--peak-tflops`, else `camclone_jax.flops.peak_flops_per_second`; "–" on CPU
-without `--peak-tflops`).
+`--repeats` timed steps, more while they total under 2 s (median and min; JAX synchronised with
+`block_until_ready` on the new state). Achieved TFLOP/s = `camclone_jax.flops.dit_train_flops` (forward +
+backward matmuls with only self-attention's weight gradients) / median step time. Memory on CPU: peak RSS of
+the worker over the timed steps (VmHWM reset after the warm-up), weights and optimiser state included, and its
+growth over the RSS after the build. MFU = achieved FLOP/s / the device's fp32 peak (`--peak-tflops`, else
+`camclone_jax.flops.peak_flops_per_second`; "–" on CPU without `--peak-tflops`).
 """
 
 from __future__ import annotations
@@ -179,8 +179,9 @@ def main(argv=None):
     return emit(f"### WanDiT train step, JAX vs PyTorch ({datetime.date.today()})",
                 f"Device: {' / '.join(devices)}; threads {args.threads} (CPU affinity + "
                 f"torch.set_num_threads); t2v, batch 1, fp32, {TEXT_LEN} text rows, random weights, trained: "
-                f"self-attention only, AdamW lr {LR}, no remat; median (min) of {args.repeats} steps after one "
-                f"warm-up step. JAX: camclone_jax.train.step (jit_train_step); PyTorch: diffusers "
+                f"self-attention only, AdamW lr {LR}, no remat; median (min) of {args.repeats} steps (more for steps "
+                f"under 2 s in all) after one warm-up step. JAX: camclone_jax.train.step (jit_train_step); PyTorch: "
+                f"diffusers "
                 f"WanTransformer3DModel (SDPA) + torch.optim.AdamW. TFLOP/s from camclone_jax.flops.dit_train_flops. "
                 f"Peak memory: GPU peak bytes where marked (device), else the worker's peak RSS over the timed steps, "
                 f"weights and optimiser state included (Δ: growth over the RSS after the build). {peak_note(peak)}. "
