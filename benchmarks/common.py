@@ -54,8 +54,9 @@ def versions() -> str:
 
 
 def seconds(r: dict) -> str:
-    """"median (min)" of a worker result's timed calls."""
-    return f"{r['median_s']:.3f} ({min(r['times']):.3f})"
+    """"median (min)" of a worker result's timed calls; four decimals below 0.1 s (tiny sizes take ~2 ms)."""
+    digits = 4 if r["median_s"] < 0.1 else 3
+    return f"{r['median_s']:.{digits}f} ({min(r['times']):.{digits}f})"
 
 
 def add_common_args(p: argparse.ArgumentParser, sizes: dict, default_sizes: str, repeats_help: str) -> None:

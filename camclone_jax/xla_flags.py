@@ -1,10 +1,11 @@
 """XLA flags this package adds to `XLA_FLAGS` on import, before JAX starts a backend.
 
-XLA:CPU in jaxlib 0.10 hands elementwise and reduce fusions to YNNPACK. On the DiT and the VAE the XLA-emitted
-loops are faster: on a 2-core AMD EPYC in fp32 the medium DiT train step took 6.7 s instead of 8.1 s, its forward
-2.4 s instead of 3.0 s, the full 1.3B train step 10.6 s instead of 11.6 s and a 17x128x128 VAE encode 4.2 s
-instead of 4.5 s (`python -m benchmarks`; benchmarks/RESULTS.md, 2026-11-22). YNNPACK's dot fusions stay on:
-without them the full 1.3B train step slowed to 14 s. The flags only touch XLA:CPU compilations.
+XLA:CPU in jaxlib 0.10 hands dot, elementwise and reduce fusions to YNNPACK. On the DiT the XLA-emitted reduce
+fusions are faster: on a 2-core AMD EPYC in fp32 the medium DiT train step (4 blocks of the 1.3B, 1,950 tokens)
+took 6.9 s instead of 8.2 s and its forward 2.6 s instead of 3.0 s; the full 1.3B train step 10.8 s instead of
+11.6 s (benchmarks/RESULTS.md, 2026-11-22). Turning off YNNPACK's elementwise fusions as well slowed the tiny
+forward by half, and turning off all of YNNPACK slowed the full 1.3B train step to 14 s, so only reduce goes.
+The flag only touches XLA:CPU compilations.
 
 The flag is experimental and XLA aborts on flags it does not know, so it is only added for the jaxlib series it
 was measured on (`MEASURED_JAXLIB`), and never where `XLA_FLAGS` already sets it or where
@@ -18,7 +19,7 @@ import importlib.metadata
 import os
 from collections.abc import MutableMapping
 
-CPU_FLAGS = ("--xla_cpu_experimental_ynn_fusion_type=-eltwise,-reduce",)
+CPU_FLAGS = ("--xla_cpu_experimental_ynn_fusion_type=-reduce",)
 MEASURED_JAXLIB = (0, 10)  # major, minor
 OPT_OUT = "CAMCLONE_JAX_DEFAULT_XLA_FLAGS"
 
