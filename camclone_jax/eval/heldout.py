@@ -100,6 +100,12 @@ def select_triples(data: Path, split: str = "test", num: int = 24) -> list[Tripl
     return [rows[i] for i in picks]
 
 
+def clip_size(data: Path) -> dict:
+    """num_frames / height / width the dataset's clips are evaluated at: the longest 4k+1 prefix of its frames."""
+    meta = json.loads((data / "dataset.json").read_text())["args"]
+    return dict(num_frames=4 * ((meta["frames"] - 1) // 4) + 1, height=meta["height"], width=meta["width"])
+
+
 def psnr(video: np.ndarray, target: np.ndarray) -> float:
     """PSNR in dB of [-1, 1] videos (peak-to-peak 2), over all frames."""
     mse = float(np.mean(np.square(np.clip(video, -1, 1) - np.clip(target, -1, 1))))
@@ -235,20 +241,19 @@ def main(argv=None) -> int:
 
     try:
         triples = select_triples(args.data, args.split, args.num)
-        meta = json.loads((args.data / "dataset.json").read_text())["args"]
+        size = clip_size(args.data)
         models = load_models("camclone", CheckpointPaths.resolve(args.models), attention="xla")
     except (OSError, ValueError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    frames = 4 * ((meta["frames"] - 1) // 4) + 1  # the longest 4k+1 prefix of the clips
-    report = evaluate(models, triples, args.out, num_frames=frames, height=meta["height"], width=meta["width"],
+    report = evaluate(models, triples, args.out, **size,
                       sampler=Sampler("euler", args.steps, args.shift, args.cfg), methods=tuple(args.method),
                       seed=args.seed, examples=args.examples, progress=not args.no_progress)
     report["args"] = {k: str(v) for k, v in vars(args).items()}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(report, indent=1) + "\n")
-    text = (f"{len(triples)} held-out triples of {args.data} ({args.split}.csv), {frames} frames "
-            f"{meta['height']}x{meta['width']}, {args.steps} Euler steps\n")
+    text = (f"{len(triples)} held-out triples of {args.data} ({args.split}.csv), {size['num_frames']} frames "
+            f"{size['height']}x{size['width']}, {args.steps} Euler steps\n")
     for method in args.method:
         rel = {k: "–" if v is None else f"{v:.2f}" for k, v in ratios(report["summary"][method]).items()}
         text += (f"\n{format_table(report, method)}\n\nmodel V2V RotErr / baseline ({method}): content "

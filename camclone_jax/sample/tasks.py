@@ -129,7 +129,7 @@ def generate(models: Models, task: str, inputs: Inputs, *, num_frames: int = 81,
         text = jnp.repeat(text, views, axis=0)
         negative_text = None if negative_text is None else jnp.repeat(negative_text, views, axis=0)
 
-    conditions = _conditions(models, task, inputs, num_frames, height, width, tiled, progress)
+    conditions = task_conditions(models, task, inputs, num_frames, height, width, tiled, progress)
     noise = noise_like(seed, (views, num_latent_frames(num_frames), height // 8, width // 8, 16))
     latents = denoise(models.dit, noise, text, negative_text, sampler, num_views=views, progress=progress,
                       mesh=mesh, **conditions)
@@ -137,8 +137,9 @@ def generate(models: Models, task: str, inputs: Inputs, *, num_frames: int = 81,
     return np.stack([np.asarray(decode(models.vae, latents[v:v + 1], **tiles))[0] for v in range(views)])
 
 
-def _conditions(models: Models, task: str, inputs: Inputs, num_frames: int, height: int, width: int,
-                tiled: bool, progress: bool) -> dict:
+def task_conditions(models: Models, task: str, inputs: Inputs, num_frames: int, height: int, width: int,
+                    tiled: bool, progress: bool) -> dict:
+    """The DiT's keyword inputs besides (x, t, context) for `task`, encoded from `inputs` (VAE, CLIP)."""
     batched = lambda a: None if a is None else jnp.asarray(a, jnp.float32)[None]
     if task == "recam":  # target first, then the clean source latents on the frame axis (spec 5.4)
         source = encode_video(models.vae, batched(inputs.source_video), tiled=tiled, progress=progress)

@@ -10,18 +10,9 @@ import json
 import numpy as np
 import pytest
 
-from camclone_jax.data import synthetic
 from camclone_jax.eval import heldout
 from camclone_jax.sample.demo import ASSETS
 from camclone_jax.sample.video import read_video
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    out = tmp_path_factory.mktemp("synth")
-    synthetic.generate(out, locations=4, test_locations=4, frames=9, height=64, width=96, cameras=3,
-                       supersample=1, detail="coarse", progress=False)
-    return out
 
 
 def test_select_triples_spreads_and_checks_paths(dataset, tmp_path):
