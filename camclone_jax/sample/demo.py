@@ -61,23 +61,26 @@ def run_demo(output: str | Path = "out/demo.mp4", steps: int = 30, seed: int = 0
     start = time.perf_counter()
     loaded = load_models("camclone", CheckpointPaths.resolve(models), attention="xla")
     inputs = Inputs(prompt=example["caption"], ref_video=clips["reference"], content_video=clips["content"])
-    result = generate(loaded, "camclone", inputs, sampler=Sampler("euler", steps, 5.0, 1.0), seed=seed,
+    # The σ shift the DiT was trained with (flow.shift); older example folders predate the field.
+    shift = float(example.get("sampler_shift", 5.0))
+    result = generate(loaded, "camclone", inputs, sampler=Sampler("euler", steps, shift, 1.0), seed=seed,
                       tiled=False, progress=progress, **size)[0]
     write_video(output, side_by_side(clips["reference"], clips["content"], result, clips["target"]), fps=15)
     grid = frame_grid([("camera reference", clips["reference"]), ("content", clips["content"]),
                        ("result", result), ("true target", clips["target"])], output.with_suffix(".png"))
-    print(f"{size['num_frames']} frames of {size['height']}x{size['width']}, {steps} Euler steps, in "
-          f"{time.perf_counter() - start:.1f} s; PSNR against the true target: result "
+    print(f"{size['num_frames']} frames of {size['height']}x{size['width']}, {steps} Euler steps (shift {shift:g}), "
+          f"in {time.perf_counter() - start:.1f} s; PSNR against the true target: result "
           f"{psnr(result, clips['target']):.1f} dB, content unchanged {psnr(clips['content'], clips['target']):.1f} dB")
     print(f"wrote {output} (camera reference | content | result | true target) and {grid}")
     return output
 
 
 def package_demo(encoders: str | Path, dit: str | Path, data: str | Path, row: int, out: str | Path = ASSETS,
-                 num_frames: int | None = None) -> Path:
+                 num_frames: int | None = None, shift: float = 5.0) -> Path:
     """Assembles the shipped demo folder `out`: dit/ (an exported run), vae/ umt5/ clip/ (the encoders folder the
     DiT was trained with) and example/ (row `row` of the held-out DATA/test.csv: reference, content and target
-    clips plus example.json with the caption and the cameras' descriptions from the ground truth)."""
+    clips plus example.json with the caption, the cameras' descriptions from the ground truth and the sampling
+    σ shift `shift`, which should be the DiT's training flow.shift)."""
     import shutil
 
     from camclone_jax.eval.heldout import cameras_json, check_files, read_triples
@@ -108,6 +111,7 @@ def package_demo(encoders: str | Path, dit: str | Path, data: str | Path, row: i
         "caption": triple.caption, "frames": num_frames or meta["frames"], "height": meta["height"],
         "width": meta["width"], "reference": "reference.mp4", "content": "content.mp4", "target": "target.mp4",
         "reference_camera": describe(triple.ref), "content_camera": describe(triple.content),
+        "sampler_shift": shift,
         "source": {"dataset": meta, "test_csv_row": row,
                    **{k: str(v.relative_to(data)) if isinstance(v, Path) else v for k, v in source_row.items()}}},
         indent=1) + "\n")
@@ -125,9 +129,11 @@ def main(argv=None) -> int:
     parser.add_argument("--data", required=True, help="the synthetic dataset (its test.csv gives the example)")
     parser.add_argument("--row", type=int, required=True, help="row of test.csv to ship as the example")
     parser.add_argument("--out", default=str(ASSETS), help=f"default {ASSETS}")
+    parser.add_argument("--shift", type=float, default=5.0,
+                        help="σ shift the demo samples with: the DiT's training flow.shift (default 5)")
     args = parser.parse_args(argv)
     try:
-        print(f"wrote {package_demo(args.encoders, args.dit, args.data, args.row, args.out)}")
+        print(f"wrote {package_demo(args.encoders, args.dit, args.data, args.row, args.out, shift=args.shift)}")
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))
     return 0
