@@ -7,11 +7,18 @@ Content dropout 0.5 trains I2V (content zeroed) and V2V in one model. Input: pre
 from `python -m camclone_jax.train.precompute`, ~15x cheaper per step on a CPU) or raw videos encoded in the
 trainer (`data=.../train.csv`, the default).
 
-The paper trains in two stages; `stage` picks one:
-  base      every weight trained from random init (optimizer.trainable = ()): the tiny model has no pretrained
-            Wan to start from, so this stage learns the video prior
-  camclone  only every block's self_attn trained (as configs/camclonemaster.py), starting from the base run
-            exported to a converted DiT folder (`init=`)
+The paper trains in two stages after Wan's pretraining; with no pretrained tiny Wan there are three, `stage`
+picks one:
+  base      every weight trained from random init (optimizer.trainable = ()) with upstream's flow recipe (one t
+            per batch, shift 5, the bell-shaped weight): it learns the first frame and a video prior, and hardly
+            reads the camera reference
+  motion    every weight again, from the base run exported to a converted DiT folder (`init=`), with a flow
+            recipe meant to make the reference pay (the three changes were made together, not ablated): one t
+            per sample instead of per batch (less loss noise at batch 8), shift 3 and no loss weight (more and
+            undiminished high-noise steps, where only the reference tells the motion); lr 1e-3 on a 9000-step
+            cosine
+  camclone  only every block's self_attn trained (as configs/camclonemaster.py), from the exported motion run,
+            with the motion stage's flow recipe
 
 Frames: 17 (4k+1) at the dataset's 64x96 (multiples of 16), i.e. 5 latent frames of 4x6 tokens, x3 clips on the
 frame axis; batch 8 (it splits over data x fsdp). The whole chain (README "A small trained model"):
@@ -26,8 +33,12 @@ frame axis; batch 8 (it splits over data x fsdp). The whole chain (README "A sma
   python -m camclone_jax.train --workdir runs/base \
       --config configs/synthetic_camclone.py:latents=data/synthc_lat,encoders=data/synthc_enc
   python -m camclone_jax.train.export runs/base ckpt/synthc_base
-  python -m camclone_jax.train --workdir runs/camclone --config \
-      configs/synthetic_camclone.py:stage=camclone,init=ckpt/synthc_base,latents=data/synthc_lat,encoders=data/synthc_enc
+  python -m camclone_jax.train --workdir runs/motion --config \
+      configs/synthetic_camclone.py:stage=motion,init=ckpt/synthc_base,latents=data/synthc_lat,encoders=data/synthc_enc
+  python -m camclone_jax.train.export runs/motion ckpt/synthc_motion
+  python -m camclone_jax.train --workdir runs/camclone --config configs/synthetic_camclone.py:stage=camclone,\
+init=ckpt/synthc_motion,latents=data/synthc_lat,encoders=data/synthc_enc
+(the shipped base run took three resumed legs, README "A small trained model").
 Smoke run (2 steps, 5-frame 32x48 clips, batch 1): add `runlocal` to the config args.
 """
 
@@ -35,7 +46,7 @@ import ml_collections
 
 from configs import common
 
-STAGES = {"base": (), "camclone": ("self_attn",)}  # optimizer.trainable of each stage; () trains everything
+STAGES = {"base": (), "motion": (), "camclone": ("self_attn",)}  # optimizer.trainable; () trains everything
 TEXT_DIM = 64  # camclone_jax.models.umt5.tiny_umt5().dim
 IMAGE_DIM = 64  # camclone_jax.models.clip_vision.tiny_clip().dim; 224 px -> 257 tokens (the DiT's default)
 
@@ -52,11 +63,11 @@ def get_config(arg=None):
         "tiny", variant="camclone", dim=128, ffn_dim=512, num_heads=4, num_layers=4, freq_dim=64,
         text_dim=TEXT_DIM, image_dim=IMAGE_DIM, num_image_tokens=257,
         param_dtype="float32", dtype="float32", attention="xla", remat="none")  # fp32 on CPU
-    # stage camclone starts from the exported base run (module doc); base starts from random init.
-    config.model_init = arg.init if arg.stage == "camclone" else ""
-    if arg.stage == "camclone" and not arg.init and not arg.runlocal:
-        raise ValueError("synthetic_camclone stage=camclone needs init=DIR: the base run exported with "
-                         "`python -m camclone_jax.train.export BASE_RUN_DIR DIR`")
+    # motion and camclone start from the previous stage's exported run (module doc); base from random init.
+    config.model_init = arg.init if arg.stage != "base" else ""
+    if arg.stage != "base" and not arg.init and not arg.runlocal:
+        raise ValueError(f"synthetic_camclone stage={arg.stage} needs init=DIR: the previous stage's run exported "
+                         "with `python -m camclone_jax.train.export RUN_DIR DIR`")
 
     config.input = ml_collections.ConfigDict()
     if arg.latents:  # precomputed once (module doc): a CPU step is then ~15x cheaper than encoding each batch
@@ -73,13 +84,22 @@ def get_config(arg=None):
     config.input.content_dropout = 0.5  # p of zeroing the content latents (I2V); as configs/camclonemaster.py
 
     config.flow = common.flow_block()
+    if arg.stage != "base":  # the motion recipe (module doc)
+        config.flow.per_sample_timesteps = True
+        config.flow.shift = 3.0
+        config.flow.weighting = "none"
 
-    # The shipped model (README "A small trained model"): base 2500 steps at 3e-4, resumed to 3500 at 1e-3
-    # (`--config.optimizer.lr=1e-3`; the loss had flattened), then 600 self-attention steps at 3e-4, ~45 min of
-    # a 2-core CPU in all (1.6 steps/s at batch 8).
-    config.optimizer = common.optimizer_block(lr=3e-4, trainable=STAGES[arg.stage], grad_clip_norm=1.0,
-                                              warmup_steps=0 if arg.runlocal else 100)
-    config.total_steps = 2 if arg.runlocal else (3500 if arg.stage == "base" else 600)
+    # (lr, schedule, total steps) per stage. The shipped base run: 2500 steps at 3e-4, resumed at 1e-3 to 3500
+    # (the loss had flattened), then to 5000 at flow shift 1 (README "A small trained model"). The motion run was
+    # stopped at 8000 steps of its 9000-step cosine, the lr then at 3 % of its peak.
+    lr, schedule, steps = {"base": (3e-4, "constant", 3500), "motion": (1e-3, "cosine", 8000),
+                           "camclone": (1e-4, "constant", 400)}[arg.stage]
+    config.optimizer = common.optimizer_block(lr=lr, trainable=STAGES[arg.stage], grad_clip_norm=1.0,
+                                              warmup_steps=0 if arg.runlocal else 100,
+                                              schedule="constant" if arg.runlocal else schedule)
+    if schedule == "cosine":
+        config.optimizer.decay_steps = 9000
+    config.total_steps = 2 if arg.runlocal else steps
     config.log_every = 1 if arg.runlocal else 25
     config.ckpt_every = 2 if arg.runlocal else 500
     config.keep_checkpoints = 2
