@@ -106,6 +106,16 @@ def clip_size(data: Path) -> dict:
     return dict(num_frames=4 * ((meta["frames"] - 1) // 4) + 1, height=meta["height"], width=meta["width"])
 
 
+def load_setup(models_dir: Path, data: Path, split: str, num: int):
+    """-> (triples, clip size, the loaded camclone models) for a CLI over the synthetic dataset. Raises OSError,
+    ValueError or KeyError with a message naming what is missing."""
+    from camclone_jax.sample.checkpoints import CheckpointPaths, load_models
+
+    triples = select_triples(data, split, num)
+    size = clip_size(data)
+    return triples, size, load_models("camclone", CheckpointPaths.resolve(models_dir), attention="xla")
+
+
 def psnr(video: np.ndarray, target: np.ndarray) -> float:
     """PSNR in dB of [-1, 1] videos (peak-to-peak 2), over all frames."""
     mse = float(np.mean(np.square(np.clip(video, -1, 1) - np.clip(target, -1, 1))))
@@ -236,13 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from camclone_jax.sample.checkpoints import CheckpointPaths, load_models
     from camclone_jax.sample.denoise import Sampler
 
     try:
-        triples = select_triples(args.data, args.split, args.num)
-        size = clip_size(args.data)
-        models = load_models("camclone", CheckpointPaths.resolve(args.models), attention="xla")
+        triples, size, models = load_setup(args.models, args.data, args.split, args.num)
     except (OSError, ValueError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from camclone_jax.eval.heldout import clip_size, select_triples
+from camclone_jax.eval.heldout import load_setup
 
 CONDITIONINGS = ("v2v", "v2v_static", "i2v", "i2v_static")
 
@@ -127,12 +127,8 @@ def main(argv=None) -> int:
     if not all(0.0 < s <= 1.0 for s in args.sigmas):
         print(f"error: --sigmas must lie in (0, 1], got {args.sigmas}", file=sys.stderr)
         return 2
-    from camclone_jax.sample.checkpoints import CheckpointPaths, load_models
-
     try:
-        triples = select_triples(args.data, args.split, args.num)
-        size = clip_size(args.data)
-        models = load_models("camclone", CheckpointPaths.resolve(args.models), attention="xla")
+        triples, size, models = load_setup(args.models, args.data, args.split, args.num)
     except (OSError, ValueError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
