@@ -14,13 +14,15 @@ true target render:
     content unchanged  baseline (a): the content video returned as the result
     static reference   baseline (b): the same model, camera reference replaced by its first frame repeated
     ground truth       the true target render: the pose estimator's own error on this data
+    VAE round trip     the true target encoded and decoded by the model's VAE: the best a DiT working in this
+                       VAE's latents could return, so the ceiling of the model rows
 
 Columns: RotErr / TransErr / CamMC (spec cami2v_metrics.md 8.3: relative to the first frame, each trajectory
 normalised by its own max-norm, sums over the T frames), their medians (SfM occasionally flips a solution, which
 dominates a mean of a few dozen clips), PSNR of the result against the true target, and how many clips the
 estimator failed on (counted, never averaged in). OUT gets results.json (every clip), results.md (the tables),
-the generated mp4s, and PNG strips (reference / content / V2V / static / truth at five frames) of the first
-`--examples` triples.
+the generated mp4s, and PNG strips (reference / content / V2V / static / VAE round trip / truth at five frames)
+of the first `--examples` triples.
 """
 
 from __future__ import annotations
@@ -44,11 +46,13 @@ SYSTEMS = {  # key: (table label, what it is)
     "content": ("baseline: content unchanged", "the content video as the result"),
     "static_ref": ("baseline: static reference", "the model with a frozen camera reference"),
     "ground_truth": ("ground truth (estimator error)", "the true target render"),
+    "vae_round_trip": ("VAE round trip of the target (the DiT's ceiling)",
+                       "the true target encoded and decoded by the model's VAE"),
 }
-GENERATED = ("model_v2v", "model_i2v", "static_ref")
+GENERATED = ("model_v2v", "model_i2v", "static_ref", "vae_round_trip")  # written as mp4
 METRICS = ("RotErr", "TransErr", "CamMC")
-STRIP_ROWS = {"reference": "camera reference", "content": "content", "model_v2v": "result (V2V)",
-              "static_ref": "static reference", "ground_truth": "true target"}  # PNG rows: key -> label
+STRIP_ROWS = {"reference": "camera reference", "content": "content", "model_v2v": "result (V2V)",  # PNG rows
+              "static_ref": "static reference", "vae_round_trip": "VAE round trip", "ground_truth": "true target"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,7 +148,10 @@ def evaluate(models, triples: list[Triple], out: Path, *, num_frames: int, heigh
     writes OUT/videos, OUT/examples and returns the report."""
     from tqdm import tqdm
 
+    import jax.numpy as jnp
+
     from camclone_jax.eval.__main__ import load_ground_truth
+    from camclone_jax.models.wan_vae import decode, encode
     from camclone_jax.sample.tasks import Inputs, generate
     from camclone_jax.sample.video import frame_grid, read_video, write_video
 
@@ -164,6 +171,7 @@ def evaluate(models, triples: list[Triple], out: Path, *, num_frames: int, heigh
             "content": content,
             "static_ref": sample(t.caption, np.repeat(ref[:1], num_frames, axis=0), content, s=seed + k),
             "ground_truth": target,
+            "vae_round_trip": np.asarray(decode(models.vae, encode(models.vae, jnp.asarray(target)[None])))[0],
         }
         gen_seconds = time.perf_counter() - start
         gt_c2w, intr = load_ground_truth(t.target_cameras)

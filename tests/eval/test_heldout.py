@@ -7,10 +7,13 @@ the baselines' PSNR, the ground-truth row, the failure counts and the written fi
 
 import json
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from camclone_jax.eval import heldout
+from camclone_jax.models.loading import load_vae
+from camclone_jax.models.wan_vae import decode, encode
 from camclone_jax.sample.demo import ASSETS
 from camclone_jax.sample.video import read_video
 
@@ -36,6 +39,7 @@ def test_cli_report(dataset, tmp_path, capsys):
     assert heldout.main(["--models", str(ASSETS), "--data", str(dataset), "--out", str(out), "--num", "2",
                          "--steps", "1", "--method", "homography", "sfm", "--examples", "1", "--no-progress"]) == 0
     report = json.loads((out / "results.json").read_text())
+    vae = load_vae(ASSETS / "vae")
     assert len(report["rows"]) == 2 and report["methods"] == ["homography", "sfm"] and report["num_frames"] == 9
     for row in report["rows"]:
         systems = row["systems"]
@@ -43,6 +47,8 @@ def test_cli_report(dataset, tmp_path, capsys):
         assert systems["ground_truth"]["PSNR"] == pytest.approx(10 * np.log10(4 / 1e-12))  # the target itself
         content, target = (read_video(row[k], height=64, width=96, num_frames=9) for k in ("content", "target"))
         assert systems["content"]["PSNR"] == pytest.approx(heldout.psnr(content, target), abs=1e-4)
+        round_trip = np.asarray(decode(vae, encode(vae, jnp.asarray(target)[None])))[0]
+        assert systems["vae_round_trip"]["PSNR"] == pytest.approx(heldout.psnr(round_trip, target), abs=1e-3)
         for name in heldout.GENERATED:
             assert (out / "videos" / f"row{row['row']:04d}_{name}.mp4").is_file()
     for method in ("homography", "sfm"):
