@@ -32,10 +32,10 @@ def test_frame_mse_skips_the_first_latent_frame():
 
 def test_cli_scores_and_gains(dataset, tmp_path, capsys):
     out = tmp_path / "probe.json"
-    assert probe.main(["--models", str(ASSETS), "--data", str(dataset), "--num", "2", "--sigmas", "0.5", "0.9",
+    assert probe.main(["--models", str(ASSETS), "--data", str(dataset), "--num", "1", "--sigmas", "0.5", "0.9",
                        "--out", str(out), "--no-progress"]) == 0
     report = json.loads(out.read_text())
-    assert [r["row"] for r in report["rows"]] == [t.row for t in select_triples(dataset, "test", 2)]
+    assert [r["row"] for r in report["rows"]] == [t.row for t in select_triples(dataset, "test", 1)]
     for sigma in ("0.5", "0.9"):
         s = report["summary"][sigma]
         for name in probe.CONDITIONINGS:
@@ -47,7 +47,7 @@ def test_cli_scores_and_gains(dataset, tmp_path, capsys):
 
     # The I2V, static-reference score of the first triple at σ = 0.9, from a direct DiT call.
     models = load_models("camclone", CheckpointPaths.resolve(ASSETS), attention="xla")
-    t = select_triples(dataset, "test", 2)[0]
+    t = select_triples(dataset, "test", 1)[0]
     ref, content, target = (read_video(p, num_frames=9, height=64, width=96) for p in (t.ref, t.content, t.target))
     cond = task_conditions(models, "camclone", Inputs(t.caption, ref_video=np.repeat(ref[:1], 9, 0),
                                                       image=content[0]), 9, 64, 96, False, False)
