@@ -82,7 +82,9 @@ def test_loss_falls(trained):
     assert len(losses) == STEPS
     rows = [json.loads(line) for line in open(workdir / "metrics.jsonl")]
     assert [r["step"] for r in rows] == list(range(1, STEPS + 1))
-    first, last = np.mean(losses[:10]), np.mean(losses[-10:])  # batches differ: noisy, so 10-step means
+    # Batch losses are only printed: the batches differ, and one CI run saw the last 10 steps' mean above the
+    # first 10's (0.64 vs 0.53) while the fixed-clip MSE below fell 2.8x.
+    first, last = np.mean(losses[:10]), np.mean(losses[-10:])
     # The deterministic measure: reconstruction error (posterior mean) of fixed training clips.
     clips = sampler.clips(8)
     graphdef, rest, init, _ = vt.init_state(config)
@@ -90,7 +92,7 @@ def test_loss_falls(trained):
     mse_after = np.mean(np.square(vt.reconstruct(graphdef, rest, state.params, clips)[0] - clips))
     print(f"train loss: first 10 steps {first:.4f}, last 10 steps {last:.4f} ({first / last:.2f}x); "
           f"fixed-clip MSE {mse_before:.4f} -> {mse_after:.4f} ({mse_before / mse_after:.2f}x)")
-    assert last < first, (first, last)
+    assert np.all(np.isfinite(losses))
     assert mse_after < mse_before / 2, (mse_before, mse_after)
 
 
