@@ -146,9 +146,8 @@ def evaluate(models, triples: list[Triple], out: Path, *, num_frames: int, heigh
              methods: tuple[str, ...] = ("sfm",), seed: int = 0, examples: int = 3, progress: bool = True) -> dict:
     """Runs every system on every triple (module doc) and poses each result with every estimator of `methods`;
     writes OUT/videos, OUT/examples and returns the report."""
-    from tqdm import tqdm
-
     import jax.numpy as jnp
+    from tqdm import tqdm
 
     from camclone_jax.eval.__main__ import load_ground_truth
     from camclone_jax.models.wan_vae import decode, encode
@@ -242,8 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pose estimator(s), one table each (default sfm, the CamI2V protocol; homography: "
                         "rotations only, from frame-to-frame homographies)")
     p.add_argument("--steps", type=int, default=30, help="sampling steps (default 30)")
-    p.add_argument("--shift", type=float, default=5.0,
-                   help="sigma shift of the sampling grid (default 5, as the model's training flow.shift)")
+    p.add_argument("--shift", type=float, default=None,
+                   help="sigma shift of the sampling grid, the DiT's training flow.shift (default: `sampler_shift` "
+                        "of MODELS/example/example.json when there is one, as in the shipped folder, else 5)")
     p.add_argument("--cfg", type=float, default=1.0, help="text guidance scale (default 1: no unconditional pass; "
                    "the synthetic captions carry no camera information)")
     p.add_argument("--seed", type=int, default=0)
@@ -261,6 +261,9 @@ def main(argv=None) -> int:
     except (OSError, ValueError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if args.shift is None:
+        example = args.models / "example" / "example.json"
+        args.shift = float(json.loads(example.read_text()).get("sampler_shift", 5.0)) if example.is_file() else 5.0
     report = evaluate(models, triples, args.out, **size,
                       sampler=Sampler("euler", args.steps, args.shift, args.cfg), methods=tuple(args.method),
                       seed=args.seed, examples=args.examples, progress=not args.no_progress)
@@ -268,7 +271,7 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(report, indent=1) + "\n")
     text = (f"{len(triples)} held-out triples of {args.data} ({args.split}.csv), {size['num_frames']} frames "
-            f"{size['height']}x{size['width']}, {args.steps} Euler steps\n")
+            f"{size['height']}x{size['width']}, {args.steps} Euler steps at shift {args.shift:g}\n")
     for method in args.method:
         rel = {k: "–" if v is None else f"{v:.2f}" for k, v in ratios(report["summary"][method]).items()}
         text += (f"\n{format_table(report, method)}\n\nmodel V2V RotErr / baseline ({method}): content "

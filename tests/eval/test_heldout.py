@@ -62,7 +62,10 @@ def test_cli_report(dataset, tmp_path, capsys):
     table = (out / "results.md").read_text()
     assert all(label in table for label, _ in heldout.SYSTEMS.values())
     assert "poses: sfm" in table and "poses: homography" in table
-    assert "model V2V RotErr / baseline (sfm)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "model V2V RotErr / baseline (sfm)" in printed
+    shipped_shift = json.loads((ASSETS / "example" / "example.json").read_text())["sampler_shift"]
+    assert f"1 Euler steps at shift {shipped_shift:g}" in printed and report["args"]["shift"] == str(shipped_shift)
 
 
 def test_ratios():
