@@ -4,7 +4,8 @@ XLA:CPU in jaxlib 0.10 hands dot, elementwise and reduce fusions to YNNPACK. On 
 fusions are faster: on a 2-core AMD EPYC in fp32 the medium DiT train step (4 blocks of the 1.3B, 1,950 tokens)
 took 6.9 s instead of 8.2 s and its forward 2.6 s instead of 3.0 s; the full 1.3B train step 10.8 s instead of
 11.6 s (benchmarks/RESULTS.md, 2026-11-22). Turning off YNNPACK's elementwise fusions as well slowed the tiny
-forward by half, and turning off all of YNNPACK slowed the full 1.3B train step to 14 s, so only reduce goes.
+forward from 1.5 to 2.3 ms, and turning off all of YNNPACK slowed the full 1.3B train step to 14 s, so only
+reduce goes.
 The flag only touches XLA:CPU compilations.
 
 The flag is experimental and XLA aborts on flags it does not know, so it is only added for the jaxlib series it

@@ -58,7 +58,7 @@ def probe(models, triples, *, num_frames: int, height: int, width: int, sigmas=(
     graphdef, state = nnx.split(models.dit)
     dit = jax.jit(lambda state, x, t, text, kw: nnx.merge(graphdef, state)(x, t, text, **kw))
     rows = []
-    for k, t in enumerate(tqdm(triples, desc="probe", unit="triple", disable=not progress)):
+    for t in tqdm(triples, desc="probe", unit="triple", disable=not progress):
         ref, content, target = (read_video(p, **size) for p in (t.ref, t.content, t.target))
         static = np.repeat(ref[:1], num_frames, axis=0)
         inputs = {"v2v": Inputs(t.caption, ref_video=ref, content_video=content),
