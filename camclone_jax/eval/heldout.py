@@ -262,8 +262,8 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.shift is None:
-        example = args.models / "example" / "example.json"
-        args.shift = float(json.loads(example.read_text()).get("sampler_shift", 5.0)) if example.is_file() else 5.0
+        from camclone_jax.sample.demo import sampler_shift
+        args.shift = sampler_shift(args.models)
     report = evaluate(models, triples, args.out, **size,
                       sampler=Sampler("euler", args.steps, args.shift, args.cfg), methods=tuple(args.method),
                       seed=args.seed, examples=args.examples, progress=not args.no_progress)

@@ -38,6 +38,13 @@ def train_tokenizer(folder: Path, corpus: list[str] = CORPUS, vocab_size: int = 
     return PromptTokenizer(folder)
 
 
+def sampler_shift(models: str | Path) -> float:
+    """The σ shift a demo folder's DiT was trained with (example/example.json `sampler_shift`); 5, upstream's, for
+    folders without one."""
+    example = Path(models) / "example" / "example.json"
+    return float(json.loads(example.read_text()).get("sampler_shift", 5.0)) if example.is_file() else 5.0
+
+
 def run_demo(output: str | Path = "out/demo.mp4", steps: int = 30, seed: int = 0, models: str | Path = ASSETS,
              progress: bool = True) -> Path:
     """Samples the shipped held-out example with the shipped models (module doc); returns the mp4 path."""
@@ -61,8 +68,7 @@ def run_demo(output: str | Path = "out/demo.mp4", steps: int = 30, seed: int = 0
     start = time.perf_counter()
     loaded = load_models("camclone", CheckpointPaths.resolve(models), attention="xla")
     inputs = Inputs(prompt=example["caption"], ref_video=clips["reference"], content_video=clips["content"])
-    # The σ shift the DiT was trained with (flow.shift); older example folders predate the field.
-    shift = float(example.get("sampler_shift", 5.0))
+    shift = sampler_shift(models)
     result = generate(loaded, "camclone", inputs, sampler=Sampler("euler", steps, shift, 1.0), seed=seed,
                       tiled=False, progress=progress, **size)[0]
     write_video(output, side_by_side(clips["reference"], clips["content"], result, clips["target"]), fps=15)
