@@ -1,5 +1,7 @@
 """Camera-accuracy evaluation: RotErr / TransErr / CamMC (spec `cami2v_metrics.md` 8.3) from poses estimated
-with COLMAP/GLOMAP SfM (pycolmap, spec 8.2) or a homography estimator for rotation-only clips.
+with COLMAP/GLOMAP SfM (pycolmap, spec 8.2), or for rotation-only clips a homography estimator (pycolmap) or
+direct whole-frame alignment (numpy / scipy; works on blurred video). `estimators.estimate_poses` picks one by
+name.
 
 `metrics` is numpy-only; `poses` needs pycolmap (`pip install 'camclone_jax[eval]'`) when an estimator runs.
 CLI: `python -m camclone_jax.eval --help`.
@@ -14,6 +16,8 @@ from camclone_jax.eval.metrics import (
     trans_err,
     translation_scale,
 )
+from camclone_jax.eval.direct_rotation import estimate_rotations_direct
+from camclone_jax.eval.estimators import METHODS, estimate_poses
 from camclone_jax.eval.poses import (
     Intrinsics,
     PoseEstimate,
@@ -33,4 +37,7 @@ __all__ = [
     "PoseEstimate",
     "estimate_poses_sfm",
     "estimate_rotations_homography",
+    "estimate_rotations_direct",
+    "estimate_poses",
+    "METHODS",
 ]

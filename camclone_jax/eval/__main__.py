@@ -1,9 +1,10 @@
 """Camera-accuracy evaluation CLI: `python -m camclone_jax.eval --help`.
 
-Estimates the camera poses of generated videos (COLMAP/GLOMAP SfM via pycolmap, or the homography estimator
-for rotation-only clips) and compares them with reference videos (posed the same way) or with given
-ground-truth poses, using RotErr / TransErr / CamMC exactly as spec `cami2v_metrics.md` 8.3 defines them
-(relative to the first frame, each trajectory normalised by its own max-norm, sums over frames).
+Estimates the camera poses of generated videos (COLMAP/GLOMAP SfM via pycolmap, or for rotation-only clips the
+homography or the direct-alignment estimator: `camclone_jax.eval.estimators`) and compares them with reference
+videos (posed the same way) or with given ground-truth poses, using RotErr / TransErr / CamMC exactly as spec
+`cami2v_metrics.md` 8.3 defines them (relative to the first frame, each trajectory normalised by its own
+max-norm, sums over frames).
 Pairs where pose estimation fails are counted and listed, never silently dropped (spec 8.4 / 12 item 5).
 """
 
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from camclone_jax.eval.estimators import METHODS, ROTATION_ONLY, estimate_poses
 from camclone_jax.eval.metrics import as_poses, camera_metrics
 from camclone_jax.eval.poses import Intrinsics, PoseEstimate, pycolmap_info
 
@@ -29,6 +31,8 @@ examples:
   python -m camclone_jax.eval --generated clip.mp4 --ground-truth clip_poses.json --json report.json
   # a pan / tilt clip with the fast homography estimator, the protocol's 16 frames
   python -m camclone_jax.eval --generated pan.mp4 --reference ref.mp4 --method homography --num-frames 16
+  # a blurred generated pan against its known poses: whole-frame alignment instead of keypoints
+  python -m camclone_jax.eval --generated gen_pan.mp4 --ground-truth pan.json --method direct
 
 ground-truth JSON: {"intrinsics": {"fx": .., "fy": .., "cx": .., "cy": ..} (or [fx, fy, cx, cy] or a 3x3 K),
   "c2w": [[4x4], ...]}: one camera-to-world matrix per video frame, OpenCV axes (x right, y down, z forward).
@@ -53,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m camclone_jax.eval",
         description="Camera-accuracy evaluation (RotErr, TransErr, CamMC) of generated videos against reference "
-                    "videos or ground-truth poses, with COLMAP/GLOMAP SfM (pycolmap) or a homography estimator.",
+                    "videos or ground-truth poses, with COLMAP/GLOMAP SfM (pycolmap) or, for rotation-only clips, "
+                    "a homography or a direct-alignment estimator.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--generated", nargs="+", required=True, metavar="VIDEO", help="generated videos (mp4, ...)")
     ref = p.add_mutually_exclusive_group(required=True)
@@ -61,9 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="reference videos, posed with the same estimator; one per generated video, or one for all")
     ref.add_argument("--ground-truth", nargs="+", metavar="JSON",
                      help="ground-truth poses (format below); one per generated video, or one for all")
-    p.add_argument("--method", choices=("sfm", "homography"), default="sfm",
+    p.add_argument("--method", choices=tuple(METHODS), default="sfm",
                    help="sfm: COLMAP SIFT + sequential matching + mapper (the protocol, default); homography: fast "
-                        "rotation-only estimator (translations are zero)")
+                        "rotation-only estimator from SIFT matches; direct: rotation-only whole-frame photometric "
+                        "alignment, for blurred clips with too few keypoints (rotation-only: translations are 0)")
     p.add_argument("--mapper", choices=("global", "incremental"), default="global",
                    help="SfM mapper: global = GLOMAP (protocol, default), incremental = COLMAP")
     p.add_argument("--no-dsp", action="store_true",
@@ -193,13 +199,10 @@ def select_frames(x: np.ndarray, stride: int, num_frames: int | None) -> np.ndar
 # --- evaluation ------------------------------------------------------------------------------------------
 
 def estimate(frames: np.ndarray, intr: Intrinsics, args, seed, workdir: Path | None) -> PoseEstimate:
-    from camclone_jax.eval import poses
-
-    if args.method == "homography":
-        return poses.estimate_rotations_homography(frames, intr, seed=seed)
-    if workdir is not None:
+    if workdir is not None and args.method == "sfm":
         workdir.mkdir(parents=True, exist_ok=True)
-    return poses.estimate_poses_sfm(frames, intr, workdir, mapper=args.mapper, dsp=not args.no_dsp, seed=seed)
+    return estimate_poses(frames, intr, args.method, seed=seed, workdir=workdir, mapper=args.mapper,
+                          dsp=not args.no_dsp)
 
 
 def evaluate_pair(index: int, gen_path: Path, ref, args, choice: IntrinsicsChoice) -> dict:
@@ -325,8 +328,9 @@ def format_table(rows: list[dict], summary: dict, args) -> str:
         e = r.get(key)
         return f"{e['registered']}/{e['num_frames']}" if e else "-"
 
-    lines = [f"method: {args.method}" + (f" ({args.mapper} mapper, {'plain' if args.no_dsp else 'DSP'} SIFT, "
-                                          f"{pycolmap_info()})" if args.method == "sfm" else f" ({pycolmap_info()})"),
+    detail = {"sfm": f"{args.mapper} mapper, {'plain' if args.no_dsp else 'DSP'} SIFT, {pycolmap_info()}",
+              "homography": pycolmap_info(), "direct": "whole-frame alignment, no pycolmap"}[args.method]
+    lines = [f"method: {args.method} ({detail})",
              "metrics: sums over the evaluated frames (spec cami2v_metrics.md 8.3); RotErr in radians"
              + (f"; mean over up to {args.trials} trials per pair after the 10-sigma filter (spec 8.4)"
                 if args.trials > 1 else ""), ""]
@@ -348,9 +352,9 @@ def format_table(rows: list[dict], summary: dict, args) -> str:
     label = "SfM" if args.method == "sfm" else "pose-estimation"
     lines.append(f"{label} failures: {summary['num_failed']} of {summary['num_pairs']} pair(s)"
                  + (f" (pairs {summary['failed_pairs']}); they are NOT in the mean" if summary["num_failed"] else ""))
-    if args.method == "homography":
-        lines.append("note: the homography estimator recovers rotations only (translations are 0); TransErr and "
-                     "CamMC are meaningful only for rotation-only references")
+    if args.method in ROTATION_ONLY:
+        lines.append(f"note: the {args.method} estimator recovers rotations only (translations are 0); TransErr "
+                     "and CamMC are meaningful only for rotation-only references")
     return "\n".join(lines)
 
 
@@ -376,8 +380,10 @@ def main(argv=None) -> int:
             refs = [("poses", (p, *loaded[p])) for p in pair_up(generated, args.ground_truth, "ground-truth files")]
         first = decode_first_frame_size(generated[0])
         choice = IntrinsicsChoice(args, first)
-        from camclone_jax.eval import poses  # pycolmap import errors before any work
-        poses._import_pycolmap()
+        if args.method != "direct":  # pycolmap import errors before any work
+            from camclone_jax.eval import poses
+
+            poses._import_pycolmap()
     except (InputError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -1,11 +1,12 @@
 r"""Held-out camera-cloning evaluation of a trained CamCloneMaster on the synthetic CameraClone dataset.
 
     python -m camclone_jax.eval.heldout --models MODELS_DIR --data SYNTH_DIR --out OUT [--num 24]
-        [--method sfm homography]
+        [--method sfm homography direct] [--rotation-only]
 
 For `--num` triples of the dataset's held-out split (`test.csv`: scenes and trajectories never seen in training;
 spread evenly over the file), the model generates the target from the camera reference and the content video,
-and every row below is posed (SfM by default, as `python -m camclone_jax.eval`; one table per `--method`) and
+and every row below is posed (SfM by default, as `python -m camclone_jax.eval`; one table per `--method`;
+`--rotation-only` keeps the pan / tilt / roll targets, which `--method direct` poses even when blurred) and
 compared with the target's ground-truth trajectory (`cameras/camXX.json`, written by the generator) and with the
 true target render:
 
@@ -38,7 +39,8 @@ from pathlib import Path
 import numpy as np
 
 from camclone_jax.eval.metrics import camera_metrics
-from camclone_jax.eval.poses import Intrinsics, estimate_poses_sfm, estimate_rotations_homography
+from camclone_jax.eval.estimators import METHODS, estimate_poses
+from camclone_jax.eval.poses import Intrinsics
 
 SYSTEMS = {  # key: (table label, what it is)
     "model_v2v": ("model V2V", "camera reference + content video"),
@@ -95,12 +97,26 @@ def check_files(triple: Triple, index: Path) -> None:
             raise FileNotFoundError(f"{index} row {triple.row}: {path} is missing")
 
 
-def select_triples(data: Path, split: str = "test", num: int = 24) -> list[Triple]:
-    """`num` rows of DATA/{split}.csv spread evenly over the file (all rows when it has fewer)."""
+def is_rotation_only(cameras: Path) -> bool:
+    """Whether the ground-truth camera of a generator JSON only turns (pan / tilt / roll: no translation)."""
+    c2w = np.asarray(json.loads(Path(cameras).read_text())["c2w"], np.float64)
+    return bool(np.max(np.linalg.norm(c2w[:, :3, 3] - c2w[0, :3, 3], axis=-1)) < 1e-6)
+
+
+def select_triples(data: Path, split: str = "test", num: int = 24, rotation_only: bool = False) -> list[Triple]:
+    """`num` rows of DATA/{split}.csv spread evenly over the file (all rows when it has fewer); with
+    `rotation_only`, over the rows whose target camera only turns (what the rotation estimators can pose)."""
+    index = data / f"{split}.csv"
     rows = read_triples(data, split)
+    if rotation_only:
+        for row in rows:
+            check_files(row, index)
+        rows = [row for row in rows if is_rotation_only(row.target_cameras)]
+        if not rows:
+            raise ValueError(f"{index} has no triple whose target camera only rotates")
     picks = sorted(set(np.linspace(0, len(rows) - 1, min(num, len(rows))).round().astype(int).tolist()))
     for i in picks:
-        check_files(rows[i], data / f"{split}.csv")
+        check_files(rows[i], index)
     return [rows[i] for i in picks]
 
 
@@ -110,12 +126,12 @@ def clip_size(data: Path) -> dict:
     return dict(num_frames=4 * ((meta["frames"] - 1) // 4) + 1, height=meta["height"], width=meta["width"])
 
 
-def load_setup(models_dir: Path, data: Path, split: str, num: int):
+def load_setup(models_dir: Path, data: Path, split: str, num: int, rotation_only: bool = False):
     """-> (triples, clip size, the loaded camclone models) for a CLI over the synthetic dataset. Raises OSError,
     ValueError or KeyError with a message naming what is missing."""
     from camclone_jax.sample.checkpoints import CheckpointPaths, load_models
 
-    triples = select_triples(data, split, num)
+    triples = select_triples(data, split, num, rotation_only)
     size = clip_size(data)
     return triples, size, load_models("camclone", CheckpointPaths.resolve(models_dir), attention="xla")
 
@@ -128,10 +144,7 @@ def psnr(video: np.ndarray, target: np.ndarray) -> float:
 
 def pose_errors(video: np.ndarray, gt_c2w: np.ndarray, intr: Intrinsics, method: str, seed: int) -> dict:
     """Estimated poses of `video` against the ground truth: the three metrics, or status "failed"."""
-    if method == "homography":
-        est = estimate_rotations_homography(video, intr, seed=seed)
-    else:
-        est = estimate_poses_sfm(video, intr, seed=seed)
+    est = estimate_poses(video, intr, method, seed=seed)
     out = {"registered": est.num_registered, "frames": est.num_frames}
     if not est.success:
         return out | {"status": "failed", "message": est.message}
@@ -237,9 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--split", default="test", help="which CSV of --data (default test: the held-out scenes)")
     p.add_argument("--num", type=int, default=24, help="triples to evaluate, spread over the split (default 24)")
-    p.add_argument("--method", choices=("sfm", "homography"), nargs="+", default=["sfm"],
-                   help="pose estimator(s), one table each (default sfm, the CamI2V protocol; homography: "
-                        "rotations only, from frame-to-frame homographies)")
+    p.add_argument("--method", choices=tuple(METHODS), nargs="+", default=["sfm"],
+                   help="pose estimator(s), one table each (default sfm, the CamI2V protocol; homography and "
+                        "direct: rotations only, from SIFT homographies or whole-frame alignment)")
+    p.add_argument("--rotation-only", action="store_true",
+                   help="evaluate only triples whose target camera only turns (pan / tilt / roll), the clips the "
+                        "rotation estimators can pose")
     p.add_argument("--steps", type=int, default=30, help="sampling steps (default 30)")
     p.add_argument("--shift", type=float, default=None,
                    help="sigma shift of the sampling grid, the DiT's training flow.shift (default: `sampler_shift` "
@@ -257,7 +273,7 @@ def main(argv=None) -> int:
     from camclone_jax.sample.denoise import Sampler
 
     try:
-        triples, size, models = load_setup(args.models, args.data, args.split, args.num)
+        triples, size, models = load_setup(args.models, args.data, args.split, args.num, args.rotation_only)
     except (OSError, ValueError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -270,7 +286,8 @@ def main(argv=None) -> int:
     report["args"] = {k: str(v) for k, v in vars(args).items()}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(report, indent=1) + "\n")
-    text = (f"{len(triples)} held-out triples of {args.data} ({args.split}.csv), {size['num_frames']} frames "
+    kind = "rotation-only held-out" if args.rotation_only else "held-out"
+    text = (f"{len(triples)} {kind} triples of {args.data} ({args.split}.csv), {size['num_frames']} frames "
             f"{size['height']}x{size['width']}, {args.steps} Euler steps at shift {args.shift:g}\n")
     for method in args.method:
         rel = {k: "–" if v is None else f"{v:.2f}" for k, v in ratios(report["summary"][method]).items()}

@@ -128,10 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
                               help="preset 1-10, a camera JSON path, or a spec like 'pan:20' / 'orbit:30+zoom:0.5'")
             path.add_argument("--trajectory-from", metavar="VIDEO",
                               help="take the camera path of another video (estimated with COLMAP/GLOMAP, or "
-                                   "homographies with --trajectory-method homography; needs pycolmap)")
-            sub.add_argument("--trajectory-method", choices=("sfm", "homography"), default="sfm",
-                             help="--trajectory-from estimator: sfm (any motion) or homography (pans/tilts/rolls "
-                                  "only, fast); default sfm")
+                                   "for pans/tilts/rolls with --trajectory-method homography or direct)")
+            sub.add_argument("--trajectory-method", choices=("sfm", "homography", "direct"), default="sfm",
+                             help="--trajectory-from estimator: sfm (any motion; needs pycolmap), homography "
+                                  "(pans/tilts/rolls only, fast; needs pycolmap) or direct (pans/tilts/rolls, "
+                                  "whole-frame alignment, works on blurred video); default sfm")
             sub.add_argument("--trajectory-scale", type=float, default=1.0,
                              help="--trajectory-from: SfM paths have no scale; the farthest camera is put this far "
                                   "from the first (presets move 1-2; default 1.0)")

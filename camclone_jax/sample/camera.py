@@ -283,17 +283,17 @@ def recam_trajectory(trajectory: int | str | Path, camera: int | str | None = No
 def trajectory_from_video(path: str | Path, num_frames: int, *, height: int = 480, width: int = 832,
                           method: str = "sfm", scale: float = 1.0, intrinsics=None) -> np.ndarray:
     """Relative c2w [num_frames, 4, 4] (OpenCV) of the camera that filmed the video at `path`, estimated with
-    the evaluator's pose estimators (`camclone_jax.eval.poses`: "sfm" = COLMAP features + sequential matching
-    + GLOMAP, any motion; "homography" = rotation only, for pans / tilts / rolls, fast). SfM recovers the path
+    the evaluator's pose estimators (`camclone_jax.eval.estimators`: "sfm" = COLMAP features + sequential
+    matching + GLOMAP, any motion; "homography" and "direct" = rotation only, for pans / tilts / rolls, fast;
+    "direct" also on blurred video). SfM recovers the path
     only up to scale: translations are rescaled so the farthest camera is `scale` from the first (the presets
     move 1-2 units). Raises ValueError with the estimator's message when it cannot place every frame."""
-    from camclone_jax.eval.poses import estimate_poses_sfm, estimate_rotations_homography
+    from camclone_jax.eval.estimators import check_method, estimate_poses
     from camclone_jax.sample.video import read_video
 
-    if method not in ("sfm", "homography"):
-        raise ValueError(f"trajectory method must be 'sfm' or 'homography', got {method!r}")
+    check_method(method)
     frames = read_video(path, height=height, width=width, num_frames=num_frames, short="error")
-    estimate = (estimate_poses_sfm if method == "sfm" else estimate_rotations_homography)(frames, intrinsics)
+    estimate = estimate_poses(frames, intrinsics, method)
     if not estimate.success:
         raise ValueError(f"could not estimate the camera path of {path} ({method}): {estimate.message}"
                          + ("; for a pure pan / tilt try --trajectory-method homography" if method == "sfm" else ""))
