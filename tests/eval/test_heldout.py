@@ -90,3 +90,20 @@ def test_cli_report(dataset, tmp_path, capsys):
 def test_ratios():
     summary = {"model_v2v": {"RotErr": 1.0}, "content": {"RotErr": 4.0}, "static_ref": {"RotErr": None}}
     assert heldout.ratios(summary) == {"content": 0.25, "static_ref": None}
+
+
+def test_paired_ratios_use_only_clips_both_posed():
+    def row(model, content, static):
+        entry = lambda v: {"status": "failed"} if v is None else {"status": "ok", "RotErr": v}
+        return {"systems": {"model_v2v": {"direct": entry(model)}, "content": {"direct": entry(content)},
+                            "static_ref": {"direct": entry(static)}}}
+
+    rows = [row(1.0, 4.0, 2.0), row(None, 8.0, 2.0), row(3.0, 4.0, None)]
+    paired = heldout.paired_ratios(rows, "direct")
+    assert paired["content"] == (pytest.approx(2.0 / 4.0), 2)  # rows 0 and 2
+    assert paired["static_ref"] == (pytest.approx(1.0 / 2.0), 1)  # row 0 only
+    assert heldout.paired_ratios([row(None, 1.0, 1.0)], "direct")["content"] == (None, 0)
+    unpaired = {"model_v2v": {"RotErr": 2.0}, "content": {"RotErr": 16 / 3}, "static_ref": {"RotErr": 2.0}}
+    line = heldout.format_ratios({"rows": rows, "summary": {"direct": unpaired}}, "direct")
+    assert line.endswith("content 0.38, static reference 1.00; over the clips both were posed on: content 0.50 "
+                         "(2 clips), static reference 0.50 (1 clips)")
