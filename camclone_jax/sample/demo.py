@@ -82,11 +82,12 @@ def run_demo(output: str | Path = "out/demo.mp4", steps: int = 30, seed: int = 0
 
 
 def package_demo(encoders: str | Path, dit: str | Path, data: str | Path, row: int, out: str | Path = ASSETS,
-                 num_frames: int | None = None, shift: float = 5.0) -> Path:
+                 num_frames: int | None = None, shift: float = 5.0, vae: str | Path | None = None) -> Path:
     """Assembles the shipped demo folder `out`: dit/ (an exported run), vae/ umt5/ clip/ (the encoders folder the
-    DiT was trained with) and example/ (row `row` of the held-out DATA/test.csv: reference, content and target
-    clips plus example.json with the caption, the cameras' descriptions from the ground truth and the sampling
-    σ shift `shift`, which should be the DiT's training flow.shift)."""
+    DiT was trained with; `vae` replaces its vae/, e.g. by a decoder fine-tune of it) and example/ (row `row`
+    of the held-out DATA/test.csv: reference, content and target clips plus example.json with the caption, the
+    cameras' descriptions from the ground truth and the sampling σ shift `shift`, which should be the DiT's
+    training flow.shift)."""
     import shutil
 
     from camclone_jax.eval.heldout import cameras_json, check_files, read_triples
@@ -98,7 +99,7 @@ def package_demo(encoders: str | Path, dit: str | Path, data: str | Path, row: i
     triple = triples[row]
     check_files(triple, data / "test.csv")
     out.mkdir(parents=True, exist_ok=True)
-    for name, source in (("dit", dit), ("vae", encoders / "vae"), ("umt5", encoders / "umt5"),
+    for name, source in (("dit", dit), ("vae", Path(vae) if vae else encoders / "vae"), ("umt5", encoders / "umt5"),
                          ("clip", encoders / "clip")):
         if not source.is_dir():
             raise FileNotFoundError(f"{source} not found (package_demo needs {name}/)")
@@ -137,9 +138,12 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(ASSETS), help=f"default {ASSETS}")
     parser.add_argument("--shift", type=float, default=5.0,
                         help="σ shift the demo samples with: the DiT's training flow.shift (default 5)")
+    parser.add_argument("--vae", help="ship this VAE instead of ENCODERS/vae: a decoder fine-tune of it "
+                                      "(configs/synthetic_vae.py stage=decoder), which keeps the DiT's latents")
     args = parser.parse_args(argv)
     try:
-        print(f"wrote {package_demo(args.encoders, args.dit, args.data, args.row, args.out, shift=args.shift)}")
+        out = package_demo(args.encoders, args.dit, args.data, args.row, args.out, shift=args.shift, vae=args.vae)
+        print(f"wrote {out}")
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))
     return 0

@@ -23,6 +23,12 @@ data position is the step, so a resumed run sees exactly the batches of an unint
 (orbax, async, every `config.ckpt_every` steps, the last `keep_checkpoints` kept) hold (step, params,
 opt_state); restores are exact.
 
+Decoder fine-tuning (`config.trainable = "decoder"`, from the export named by `config.init_from`): the
+encoder and `quant_conv` are frozen (no gradient through mu, and the optimiser leaves them untouched, weight
+decay included), so every latent of the exported VAE stays bit-identical and a DiT trained on them keeps
+working, while the decoder and `post_quant_conv` learn to reconstruct sharper video from the same code (as
+Stability AI's fine-tuned SD VAE decoders). The export then keeps the latent statistics of `init_from`.
+
 Latent statistics: `WanVAE.encode` normalises with Wan2.1's fixed per-channel `LATENTS_MEAN` / `LATENTS_STD`
 (module constants, not parameters). Export therefore measures the per-channel mean m and std s of the trained
 posterior mean over `config.export.stats_clips` training clips and folds the affine map mu -> (mu - m) / s *
@@ -53,6 +59,7 @@ from camclone_jax.models.wan_vae import (LATENTS_MEAN, LATENTS_STD, TIME_STRIDE,
                                          check_video)
 from camclone_jax.train import checkpoint
 from camclone_jax.train.optim import global_norm, make_optimizer
+from camclone_jax.train.optim import path_string as optim_path
 
 CKPT_DIR = checkpoint.CKPT_DIR
 VAE_CONFIG = "vae_config.json"  # the VAEConfig of the run, written into the workdir (export rebuilds from it)
@@ -103,9 +110,11 @@ def decode_raw(vae: WanVAE, z: jax.Array) -> jax.Array:
     return _chunked(vae.decoder, vae.post_quant_conv(z)[0], 1).astype(jnp.float32)
 
 
-def loss_fn(params, graphdef, rest, cfg: LossConfig, video, rng):
+def loss_fn(params, graphdef, rest, cfg: LossConfig, video, rng, decoder_only: bool = False):
     vae = nnx.merge(graphdef, params, rest)
     mu, logvar = posterior(vae, video)
+    if decoder_only:  # XLA then drops the encoder's backward pass
+        mu, logvar = jax.lax.stop_gradient(mu), jax.lax.stop_gradient(logvar)
     z = mu + jnp.exp(0.5 * logvar) * jax.random.normal(rng, mu.shape) if cfg.sample_posterior else mu
     recon = decode_raw(vae, z)
     diff = recon - video
@@ -122,8 +131,9 @@ def psnr_from_mse(mse):
 
 
 def train_step(state: VAEState, video: jax.Array, rng: jax.Array, rest, *, graphdef, cfg: LossConfig,
-               tx: optax.GradientTransformation, lr_fn) -> tuple[VAEState, dict]:
-    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, graphdef, rest, cfg, video, rng)
+               tx: optax.GradientTransformation, lr_fn, decoder_only: bool = False) -> tuple[VAEState, dict]:
+    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, graphdef, rest, cfg, video, rng,
+                                                                   decoder_only)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = dict(loss=loss, grad_norm=global_norm(grads), lr=lr_fn(state.step), finite=jnp.isfinite(loss), **aux)
@@ -136,8 +146,27 @@ def _freeze(value):
     return tuple(_freeze(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
+TRAINABLE = ("all", "decoder")
+FROZEN_BY_DECODER_ONLY = ("encoder", "quant_conv")  # top-level VAE modules `trainable="decoder"` keeps fixed
+
+
+def trainable(config) -> str:
+    value = config.get("trainable", "all") or "all"
+    if value not in TRAINABLE:
+        raise ValueError(f"config.trainable must be one of {TRAINABLE}, got {value!r}")
+    if value == "decoder" and not config.get("init_from"):
+        raise ValueError("config.trainable='decoder' fine-tunes the decoder of a trained VAE: set config.init_from "
+                         "to its export folder (train.vae_train export, or a converted VAE directory)")
+    return value
+
+
+def _decoder_labels(params: dict) -> dict:
+    return {k: jax.tree.map(lambda _: "frozen" if k in FROZEN_BY_DECODER_ONLY else "trained", v)
+            for k, v in params.items()}
+
+
 @functools.lru_cache(maxsize=8)
-def _jitted_step(graphdef, cfg: LossConfig, optimizer: tuple):
+def _jitted_step(graphdef, cfg: LossConfig, optimizer: tuple, decoder_only: bool = False):
     """One jitted step per (model, loss, optimiser) setting, so a resume in the same process reuses the compile."""
     import ml_collections
 
@@ -145,21 +174,47 @@ def _jitted_step(graphdef, cfg: LossConfig, optimizer: tuple):
 
     opt = ml_collections.ConfigDict(dict(optimizer))
     tx = make_optimizer(opt)
-    fn = functools.partial(train_step, graphdef=graphdef, cfg=cfg, tx=tx, lr_fn=learning_rate(opt))
+    if decoder_only:  # the frozen leaves get zero updates (no AdamW decay either) and no optimiser moments
+        tx = optax.multi_transform({"trained": tx, "frozen": optax.set_to_zero()}, _decoder_labels)
+    fn = functools.partial(train_step, graphdef=graphdef, cfg=cfg, tx=tx, lr_fn=learning_rate(opt),
+                           decoder_only=decoder_only)
     return tx, jax.jit(fn, donate_argnums=0)
 
 
 def make_step(graphdef, rest, config):
     """(optax transformation, jitted `step(state, video, rng) -> (state, metrics)`)."""
-    tx, jitted = _jitted_step(graphdef, LossConfig.from_config(config), _freeze(config.optimizer.to_dict()))
+    tx, jitted = _jitted_step(graphdef, LossConfig.from_config(config), _freeze(config.optimizer.to_dict()),
+                              trainable(config) == "decoder")
     return tx, functools.partial(jitted, rest=rest)
+
+
+def initial_params(config, params: dict) -> dict:
+    """`params` (a fresh init), or those of the VAE export `config.init_from`, which must match them leaf for
+    leaf (path and shape)."""
+    source = config.get("init_from")
+    if not source:
+        return params
+    from camclone_jax.models.loading import load_vae_params, read_vae_config
+
+    if read_vae_config(source) != vae_config(config):
+        raise ValueError(f"config.init_from={source} holds a VAE with config {read_vae_config(source)}, but "
+                         f"config.vae builds {vae_config(config)}")
+    loaded = load_vae_params(source)
+    want = {optim_path(p): np.shape(v) for p, v in jax.tree_util.tree_leaves_with_path(params)}
+    have = {optim_path(p): np.shape(v) for p, v in jax.tree_util.tree_leaves_with_path(loaded)}
+    if want != have:
+        missing, extra = sorted(set(want) - set(have)), sorted(set(have) - set(want))
+        shapes = sorted(k for k in set(want) & set(have) if want[k] != have[k])
+        raise ValueError(f"config.init_from={source} does not match the VAE: missing {missing[:5]}, unexpected "
+                         f"{extra[:5]}, shape mismatches {[(k, have[k], want[k]) for k in shapes[:5]]}")
+    return jax.tree.map(lambda ref, x: jnp.asarray(x, ref.dtype), params, loaded)
 
 
 def init_state(config) -> tuple[nnx.GraphDef, Any, VAEState, Any]:
     """(graphdef, non-param state, VAEState at step 0, jitted step)."""
     vae = WanVAE(vae_config(config), rngs=nnx.Rngs(config.seed))
     graphdef, params, rest = nnx.split(vae, nnx.Param, ...)
-    params = jax.tree.map(jnp.copy, params.to_pure_dict())
+    params = initial_params(config, jax.tree.map(jnp.copy, params.to_pure_dict()))
     tx, step_fn = make_step(graphdef, rest, config)
     state = VAEState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
     # Committed to the device, as restored checkpoints are: a resumed run then reuses the step's compile.
@@ -421,8 +476,9 @@ def _load_run_config(workdir: Path):
 def export_vae(workdir: str | Path, out_dir: str | Path, *, config=None, sampler: ClipSampler | None = None,
                state: VAEState | None = None, stats_clips: int | None = None) -> dict:
     """Writes the run's VAE (the newest checkpoint, or `state`) with re-estimated latent statistics folded in
-    (`fold_latent_stats`) to `out_dir` as a converted VAE directory (`load_vae(out_dir)` loads it), plus
-    `latent_stats.json`. Returns that summary. An existing export in `out_dir` is replaced."""
+    (`fold_latent_stats`; a decoder fine-tune keeps its latents as they are) to `out_dir` as a converted VAE
+    directory (`load_vae(out_dir)` loads it), plus `latent_stats.json`. Returns that summary. An existing
+    export in `out_dir` is replaced."""
     import shutil
 
     from camclone_jax.models.loading import CONFIG_FILE, PARAMS_DIR, save_model
@@ -442,7 +498,11 @@ def export_vae(workdir: str | Path, out_dir: str | Path, *, config=None, sampler
     count = int(stats_clips or (config.get("export") or {}).get("stats_clips", 64))
     clips = sampler.clips(count, seed=1)
     mean, std = latent_stats(graphdef, rest, params, clips, int(config.input.batch_size))
-    folded = fold_latent_stats(params, mean, std)
+    # A decoder fine-tune keeps init_from's (already normalised) latents: refolding would shift them slightly
+    # and break the DiTs trained on them.
+    keep_latents = trainable(config) == "decoder"
+    folded = jax.tree.map(lambda x: np.asarray(x, np.float32), params) if keep_latents else \
+        fold_latent_stats(params, mean, std)
     if (out_dir / PARAMS_DIR).exists():
         if json.loads((out_dir / CONFIG_FILE).read_text()).get("model") != cfg.MODEL:
             raise FileExistsError(f"{out_dir} holds something other than a VAE export; choose another out_dir")
@@ -450,6 +510,8 @@ def export_vae(workdir: str | Path, out_dir: str | Path, *, config=None, sampler
     save_model(out_dir, cfg, folded)
     summary = {"step": step, "stats_clips": count, "clip_shape": list(clips.shape[1:]),
                "raw_mean": mean.tolist(), "raw_std": std.tolist(),
+               "latents": f"kept from {config.get('init_from')} (decoder fine-tune)" if keep_latents
+               else "normalised",
                "params": int(sum(np.size(x) for x in jax.tree.leaves(folded)))}
     (out_dir / "latent_stats.json").write_text(json.dumps(summary, indent=2))
     print(f"exported the VAE of step {step} to {out_dir} (latent statistics from {count} clips)", flush=True)

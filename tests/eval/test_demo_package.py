@@ -26,6 +26,17 @@ def test_package_then_run(dataset, tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
 
 
+def test_package_ships_another_vae(dataset, tmp_path):
+    import shutil
+
+    tuned = tmp_path / "tuned_vae"
+    shutil.copytree(ASSETS / "vae", tuned)
+    (tuned / "latent_stats.json").write_text('{"latents": "kept from the shipped VAE (decoder fine-tune)"}')
+    out = demo.package_demo(ASSETS, ASSETS / "dit", dataset, 1, tmp_path / "demo_assets", shift=3.0, vae=tuned)
+    assert (out / "vae" / "latent_stats.json").read_text() == (tuned / "latent_stats.json").read_text()
+    assert (out / "umt5" / "config.json").read_bytes() == (ASSETS / "umt5" / "config.json").read_bytes()
+
+
 def test_package_refuses_a_missing_row(dataset, tmp_path):
     with pytest.raises(SystemExit):
         demo.main(["--encoders", str(ASSETS), "--dit", str(ASSETS / "dit"), "--data", str(dataset),
