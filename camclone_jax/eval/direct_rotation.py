@@ -65,21 +65,23 @@ def _halve(image: np.ndarray) -> np.ndarray:
 
 
 def _pyramid(gray: np.ndarray, levels: int) -> list[np.ndarray]:
+    """The normalised grey frame at each of `levels` halvings (each frame's pyramid is built once)."""
     out = [gray]
     for _ in range(levels - 1):
         out.append(_halve(out[-1]))
-    return out
+    return [_normalise(level) for level in out]
 
 
-def _levels(first: np.ndarray, second: np.ndarray, intr: Intrinsics, levels: int) -> list[_Level]:
+def _grids(pyramid: list[np.ndarray], intr: Intrinsics) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(rays K⁻¹ x [3, h*w], K) per pyramid level: the same for every frame pair."""
     out = []
-    for lvl, (a, b) in enumerate(zip(_pyramid(first, levels), _pyramid(second, levels))):
+    for lvl, image in enumerate(pyramid):
         scale = 0.5 ** lvl  # corner-origin pixel coordinates scale exactly with the image
         K = np.diag([scale, scale, 1.0]) @ intr.K
-        h, w = a.shape
+        h, w = image.shape
         ys, xs = np.mgrid[0:h, 0:w]
         pix = np.stack([xs.ravel() + 0.5, ys.ravel() + 0.5, np.ones(h * w)])
-        out.append(_Level(_normalise(a), _normalise(b), np.linalg.inv(K) @ pix, K))
+        out.append((np.linalg.inv(K) @ pix, K))
     return out
 
 
@@ -163,14 +165,16 @@ def estimate_rotations_direct(frames, intrinsics=None, *, levels: int | None = N
     levels = max(1, min(int(levels), 1 + int(math.log2(max(min(h, w) / 8, 1)))))
     if t < 2:
         return _failure(t, METHOD, f"need at least 2 frames, got {t}")
-    grey = [_gray(f) for f in pixels]
+    pyramids = [_pyramid(_gray(f), levels) for f in pixels]
+    grids = _grids(pyramids[0], intr)
     c2w = np.full((t, 4, 4), np.nan)
     c2w[0] = np.eye(4)
     info = {"ncc": [], "overlap": [], "texture": [], "step_deg": [], "levels": levels,
             "intrinsics": dataclasses.asdict(intr)}
     extra, previous = "", np.zeros(3)
     for i in range(t - 1):
-        pyramid = _levels(grey[i], grey[i + 1], intr, levels)
+        pyramid = [_Level(first, second, rays, K)
+                   for first, second, (rays, K) in zip(pyramids[i], pyramids[i + 1], grids)]
         rotvec = _grid_search(pyramid[-1], previous, search_deg, search_step_deg, min_overlap)
         for level in reversed(pyramid):
             rotvec, jac = _refine(level, rotvec)

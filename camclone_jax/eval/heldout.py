@@ -108,16 +108,18 @@ def select_triples(data: Path, split: str = "test", num: int = 24, rotation_only
     `rotation_only`, over the rows whose target camera only turns (what the rotation estimators can pose)."""
     index = data / f"{split}.csv"
     rows = read_triples(data, split)
-    if rotation_only:
+    if rotation_only:  # every row is read, so every row is checked first
         for row in rows:
             check_files(row, index)
         rows = [row for row in rows if is_rotation_only(row.target_cameras)]
         if not rows:
             raise ValueError(f"{index} has no triple whose target camera only rotates")
     picks = sorted(set(np.linspace(0, len(rows) - 1, min(num, len(rows))).round().astype(int).tolist()))
-    for i in picks:
-        check_files(rows[i], index)
-    return [rows[i] for i in picks]
+    chosen = [rows[i] for i in picks]
+    if not rotation_only:
+        for row in chosen:
+            check_files(row, index)
+    return chosen
 
 
 def clip_size(data: Path) -> dict:

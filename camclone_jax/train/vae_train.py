@@ -196,9 +196,10 @@ def initial_params(config, params: dict) -> dict:
         return params
     from camclone_jax.models.loading import load_vae_params, read_vae_config
 
-    if read_vae_config(source) != vae_config(config):
-        raise ValueError(f"config.init_from={source} holds a VAE with config {read_vae_config(source)}, but "
-                         f"config.vae builds {vae_config(config)}")
+    found, wanted = read_vae_config(source), vae_config(config)
+    if found != wanted:
+        raise ValueError(f"config.init_from={source} holds a VAE with config {found}, but config.vae builds "
+                         f"{wanted}")
     loaded = load_vae_params(source)
     want = {optim_path(p): np.shape(v) for p, v in jax.tree_util.tree_leaves_with_path(params)}
     have = {optim_path(p): np.shape(v) for p, v in jax.tree_util.tree_leaves_with_path(loaded)}
