@@ -138,8 +138,11 @@ def test_t2v_writes_video_and_is_reproducible(ckpt, tmp_path, capsys):
         run_cli("t2v", "--models", ckpt / "t2v", "--prompt", "a cat surfing", "--seed", seed, "--cfg-scale", 1,
                 "--output", out, *FAST, capsys=capsys)
         outputs[name] = check_output(out, WIDTH)
-    np.testing.assert_array_equal(outputs["a"], outputs["b"])  # same seed: identical decoded frames
-    assert not np.array_equal(outputs["a"], outputs["c"])  # another seed: another video
+    # Same seed: the same video up to rounding. Bit equality failed once under a loaded CI (10 % of pixels off):
+    # XLA:CPU's multi-threaded fusions may sum in another order, and the lossy codec spreads a last-bit change.
+    # Another seed changes pixels by ~30 levels on average, so a seed that is ignored still fails here.
+    same, other = (np.abs(outputs[k].astype(np.int16) - outputs["a"]).mean() for k in ("b", "c"))
+    assert same < 1.0 and other > 10.0, f"mean |difference| in 8-bit levels: same seed {same}, another {other}"
 
 
 def test_i2v(ckpt, media, tmp_path, capsys):
