@@ -3,11 +3,13 @@
     python -m camclone_jax.train.deepen ckpt/synthc_motion ckpt/synthc_motion_deep [--factor 2]
 
 A Wan block adds three residuals to its input: gate * self_attn.o(...), cross_attn.o(...) and
-gate * ffn.fc_out(...). With those three output projections (kernel and bias) zeroed, a block is the identity,
-so the deepened model computes exactly what the source computed, and training starts from there with the extra
-depth free to learn (depth up-scaling). The copies keep the source block's input-side weights, which already
-read the residual stream it sees, and get gradients at once: d loss / d o.kernel is the attention output times the
-residual gradient, not zero.
+gate * ffn.fc_out(...) (ReCamMaster passes the first through its camera `projector`; SynCamMaster adds a fourth,
+gate * projector(mvs_attn(...))). With the last projection of every residual path zeroed (kernel and bias), a
+block is the identity, so the deepened model computes exactly what the source computed, and training starts
+from there with the extra depth free to learn (depth up-scaling). The copies keep the source block's input-side
+weights, which already read the residual stream it sees, and get gradients at once: d loss / d o.kernel is the
+attention output times the residual gradient, not zero. Zeroing only the last projection of a path matters:
+two zeroed matrices in a row would give each other zero gradients and stay zero.
 
 Shapes: parameters are stacked per block, [L, ...] -> [L * factor, ...], block i moving to i * factor.
 """
@@ -23,32 +25,40 @@ import numpy as np
 
 from camclone_jax.models.loading import load_dit_params, read_config, save_dit
 
-# The three residual outputs of a block, as paths inside `blocks`.
-ZEROED = (("self_attn", "o"), ("cross_attn", "o"), ("ffn", "fc_out"))
+
+def residual_outputs(variant: str) -> tuple[tuple[str, ...], ...]:
+    """The last projection of each residual path of a `variant` block (module doc), as paths inside `blocks`."""
+    attention = {"recam": (("projector",),), "syncam": (("self_attn", "o"), ("projector",))}
+    return attention.get(variant, (("self_attn", "o"),)) + (("cross_attn", "o"), ("ffn", "fc_out"))
 
 
-def deepen_params(blocks: dict[str, Any], factor: int) -> dict[str, Any]:
+def deepen_params(blocks: dict[str, Any], factor: int, variant: str) -> dict[str, Any]:
     """The stacked block tree with `factor - 1` identity copies after each block."""
     if factor < 2:
         raise ValueError(f"deepen: --factor must be at least 2, got {factor}")
+    zeroed = residual_outputs(variant)
 
     def grow(tree, path):
         if isinstance(tree, dict):
             return {k: grow(v, path + (k,)) for k, v in tree.items()}
         tree = np.asarray(tree)
-        copy = np.zeros_like(tree) if any(path[:len(z)] == z for z in ZEROED) else tree
+        copy = np.zeros_like(tree) if any(path[:len(z)] == z for z in zeroed) else tree
         return np.stack([tree] + [copy] * (factor - 1), axis=1).reshape(-1, *tree.shape[1:])
 
-    for module, proj in ZEROED:
-        if proj not in blocks.get(module, {}):
-            raise ValueError(f"deepen: the DiT's blocks have no {module}.{proj}; is this a Wan DiT folder?")
+    for path in zeroed:
+        node = blocks
+        for key in path:
+            if not isinstance(node, dict) or key not in node:
+                raise ValueError(f"deepen: the {variant} DiT's blocks have no {'.'.join(path)}; is this a Wan DiT "
+                                 "folder?")
+            node = node[key]
     return grow(blocks, ())
 
 
 def deepen(src: str | Path, dst: str | Path, factor: int = 2) -> Path:
     cfg = read_config(src)
     params = load_dit_params(src, cfg)
-    params = {**params, "blocks": deepen_params(params["blocks"], factor)}
+    params = {**params, "blocks": deepen_params(params["blocks"], factor, cfg.variant)}
     return save_dit(dst, cfg.replace(num_layers=cfg.num_layers * factor), params)
 
 
