@@ -17,8 +17,10 @@ first (the image condition gives the first). Four conditionings share each x_σ:
 
 Gains, over the triples: reference gain = 1 − MSE(v2v) / MSE(v2v_static) (0 for a model that ignores the
 reference; the I2V one likewise), content gain = 1 − MSE(v2v) / MSE(i2v). The MSE of the target's own per-channel
-mean as the estimate (`channel_mean`: knows the clip's statistics, not its content) gives the scale. Run it on `--split train` as well to tell under-fitting
-(no gain on either split) from over-fitting (gain on train only).
+mean as the estimate (`channel_mean`: knows the clip's statistics, not its content) gives the scale. Run it on
+`--split train` as well to tell under-fitting (no gain on either split) from over-fitting (gain on train only).
+The V2V reference gain is also given per kind of target trajectory (pan, tilt, roll, translate, arc, spline;
+from the generator's camera JSON): a model that reads only large image motions gains on tilts and not on pans.
 
 Shapes: latents [1, F, h, w, 16]; scores per σ and conditioning: scalars averaged over triples.
 """
@@ -71,7 +73,8 @@ def probe(models, triples, *, num_frames: int, height: int, width: int, sigmas=(
         x0 = encode_video(models.vae, jnp.asarray(target)[None], tiled=False)
         noise = jax.random.normal(jax.random.key(seed + t.row), x0.shape, jnp.float32)
         channel_mean = jnp.mean(x0[:, 1:], axis=(1, 2, 3), keepdims=True)
-        row = {"row": t.row, "channel_mean": frame_mse(jnp.broadcast_to(channel_mean, x0.shape), x0), "mse": {}}
+        row = {"row": t.row, "trajectory": trajectory_kind(t.target_cameras),
+               "channel_mean": frame_mse(jnp.broadcast_to(channel_mean, x0.shape), x0), "mse": {}}
         for sigma in sigmas:
             noisy = (1.0 - sigma) * x0 + sigma * noise
             timestep = jnp.full((1,), 1000.0 * sigma, jnp.float32)
@@ -82,13 +85,29 @@ def probe(models, triples, *, num_frames: int, height: int, width: int, sigmas=(
     return {"rows": rows, "summary": summarise(rows, sigmas), "size": [num_frames, height, width]}
 
 
+def trajectory_kind(cameras: Path) -> str:
+    """The generator's name for a target's camera path (camera JSON `trajectory.kind`)."""
+    return json.loads(Path(cameras).read_text())["trajectory"]["kind"]
+
+
+def reference_gain(rows: list[dict], sigma, moving: str = "v2v", static: str = "v2v_static") -> float:
+    return 1.0 - np.mean([r["mse"][str(sigma)][moving] for r in rows]) / np.mean(
+        [r["mse"][str(sigma)][static] for r in rows])
+
+
 def summarise(rows: list[dict], sigmas) -> dict:
     summary = {"channel_mean": float(np.mean([r["channel_mean"] for r in rows]))}
+    kinds = sorted({r["trajectory"] for r in rows})
+    summary["by_trajectory"] = {
+        kind: {"triples": sum(r["trajectory"] == kind for r in rows)} | {
+            str(sigma): float(reference_gain([r for r in rows if r["trajectory"] == kind], sigma))
+            for sigma in sigmas}
+        for kind in kinds}
     for sigma in sigmas:
         mean = {name: float(np.mean([r["mse"][str(sigma)][name] for r in rows])) for name in CONDITIONINGS}
         summary[str(sigma)] = mean | {
-            "reference_gain_v2v": 1.0 - mean["v2v"] / mean["v2v_static"],
-            "reference_gain_i2v": 1.0 - mean["i2v"] / mean["i2v_static"],
+            "reference_gain_v2v": float(reference_gain(rows, sigma)),
+            "reference_gain_i2v": float(reference_gain(rows, sigma, "i2v", "i2v_static")),
             "content_gain": 1.0 - mean["v2v"] / mean["i2v"]}
     return summary
 
@@ -102,6 +121,10 @@ def format_table(summary: dict, sigmas) -> str:
         lines.append(f"| {sigma} | " + " | ".join(f"{s[c]:.4f}" for c in CONDITIONINGS)
                      + f" | {s['reference_gain_v2v']:+.1%} | {s['reference_gain_i2v']:+.1%} | "
                        f"{s['content_gain']:+.1%} |")
+    lines += ["", "| target trajectory | triples | " + " | ".join(f"reference gain V2V, σ {s}" for s in sigmas)
+              + " |", "|" + "---|" * (len(sigmas) + 2)]
+    for kind, k in summary["by_trajectory"].items():
+        lines.append(f"| {kind} | {k['triples']} | " + " | ".join(f"{k[str(s)]:+.1%}" for s in sigmas) + " |")
     return "\n".join(lines) + (f"\n\nscale: the target's per-channel mean as the estimate, MSE "
                                 f"{summary['channel_mean']:.4f}")
 

@@ -30,6 +30,20 @@ def test_frame_mse_skips_the_first_latent_frame():
     assert probe.frame_mse(estimate, x0) == pytest.approx(2.0)  # (0 + 4) / 2 frames
 
 
+def test_summary_gains_per_trajectory_kind():
+    def row(kind, v2v, static):
+        return {"trajectory": kind, "channel_mean": 1.0,
+                "mse": {"0.9": {"v2v": v2v, "v2v_static": static, "i2v": v2v, "i2v_static": static}}}
+
+    rows = [row("tilt", 0.5, 1.0), row("tilt", 0.7, 1.0), row("pan", 1.0, 1.0)]
+    summary = probe.summarise(rows, (0.9,))
+    assert summary["by_trajectory"] == {"pan": {"triples": 1, "0.9": 0.0},
+                                        "tilt": {"triples": 2, "0.9": pytest.approx(0.4)}}
+    assert summary["0.9"]["reference_gain_v2v"] == pytest.approx(1 - 2.2 / 3.0)
+    table = probe.format_table(summary, (0.9,))
+    assert "| pan | 1 | +0.0% |" in table and "| tilt | 2 | +40.0% |" in table
+
+
 def test_cli_scores_and_gains(dataset, tmp_path, capsys):
     out = tmp_path / "probe.json"
     assert probe.main(["--models", str(ASSETS), "--data", str(dataset), "--num", "1", "--sigmas", "0.5", "0.9",
@@ -42,8 +56,14 @@ def test_cli_scores_and_gains(dataset, tmp_path, capsys):
             assert s[name] == pytest.approx(np.mean([r["mse"][sigma][name] for r in report["rows"]]))
         assert s["reference_gain_v2v"] == pytest.approx(1 - s["v2v"] / s["v2v_static"])
         assert s["content_gain"] == pytest.approx(1 - s["v2v"] / s["i2v"])
+    # One triple: its trajectory kind's gain is the whole set's.
+    kind = json.loads(select_triples(dataset, "test", 1)[0].target_cameras.read_text())["trajectory"]["kind"]
+    assert report["rows"][0]["trajectory"] == kind
+    by_kind = report["summary"]["by_trajectory"]
+    assert list(by_kind) == [kind] and by_kind[kind]["triples"] == 1
+    assert by_kind[kind]["0.9"] == pytest.approx(report["summary"]["0.9"]["reference_gain_v2v"])
     printed = capsys.readouterr().out
-    assert "reference gain V2V" in printed and "| 0.9 |" in printed
+    assert "reference gain V2V" in printed and "| 0.9 |" in printed and f"| {kind} | 1 |" in printed
 
     # The I2V, static-reference score of the first triple at σ = 0.9, from a direct DiT call.
     models = load_models("camclone", CheckpointPaths.resolve(ASSETS), attention="xla")
