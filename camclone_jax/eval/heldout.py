@@ -97,6 +97,11 @@ def check_files(triple: Triple, index: Path) -> None:
             raise FileNotFoundError(f"{index} row {triple.row}: {path} is missing")
 
 
+def trajectory_kind(cameras: Path) -> str:
+    """The generator's name for a target's camera path (pan, tilt, roll, translate, arc, spline)."""
+    return json.loads(Path(cameras).read_text())["trajectory"]["kind"]
+
+
 def is_rotation_only(cameras: Path) -> bool:
     """Whether the ground-truth camera of a generator JSON only turns (pan / tilt / roll: no translation)."""
     c2w = np.asarray(json.loads(Path(cameras).read_text())["c2w"], np.float64)
@@ -191,7 +196,8 @@ def evaluate(models, triples: list[Triple], out: Path, *, num_frames: int, heigh
         gt_c2w, intr = load_ground_truth(t.target_cameras)
         gt_c2w = gt_c2w[:num_frames]
         row = {"row": t.row, "target": str(t.target), "ref": str(t.ref), "content": str(t.content),
-               "generation_seconds": round(gen_seconds, 2), "systems": {}}
+               "trajectory": trajectory_kind(t.target_cameras), "generation_seconds": round(gen_seconds, 2),
+               "systems": {}}
         for name, video in videos.items():
             row["systems"][name] = {"PSNR": psnr(video, target),
                                     **{m: pose_errors(video, gt_c2w, intr, m, seed) for m in methods}}
@@ -251,6 +257,34 @@ def format_ratios(report: dict, method: str) -> str:
             f"{fmt(rel['static_ref'])}; over the clips both were posed on: content {fmt(paired['content'][0])} "
             f"({paired['content'][1]} clips), static reference {fmt(paired['static_ref'][0])} "
             f"({paired['static_ref'][1]} clips)")
+
+
+BY_TRAJECTORY = ("model_v2v", "static_ref", "content")  # the systems the per-trajectory table compares
+
+
+def by_trajectory(rows: list[dict], method: str) -> dict:
+    """{trajectory kind: {"triples": n, system: mean RotErr over its posed clips or None, system_failed: k}}
+    for the systems of BY_TRAJECTORY: where the model turns with its reference and where it does not."""
+    out = {}
+    for kind in sorted({r["trajectory"] for r in rows}):
+        entries = {name: [r["systems"][name][method] for r in rows if r["trajectory"] == kind]
+                   for name in BY_TRAJECTORY}
+        out[kind] = {"triples": len(entries["model_v2v"])}
+        for name, es in entries.items():
+            ok = [e["RotErr"] for e in es if e["status"] == "ok"]
+            out[kind] |= {name: float(np.mean(ok)) if ok else None, f"{name}_failed": len(es) - len(ok)}
+    return out
+
+
+def format_by_trajectory(rows: list[dict], method: str) -> str:
+    fmt = lambda v: "–" if v is None else f"{v:.2f}"
+    lines = ["| target trajectory | triples | " + " | ".join(f"{SYSTEMS[n][0]}: RotErr ({method})"
+                                                               for n in BY_TRAJECTORY) + " |",
+             "|" + "---|" * (len(BY_TRAJECTORY) + 2)]
+    for kind, k in by_trajectory(rows, method).items():
+        cells = [fmt(k[n]) + (f" ({k[f'{n}_failed']} failed)" if k[f"{n}_failed"] else "") for n in BY_TRAJECTORY]
+        lines.append(f"| {kind} | {k['triples']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def format_table(report: dict, method: str) -> str:
@@ -316,7 +350,8 @@ def main(argv=None) -> int:
     text = (f"{len(triples)} {kind} triples of {args.data} ({args.split}.csv), {size['num_frames']} frames "
             f"{size['height']}x{size['width']}, {args.steps} Euler steps at shift {args.shift:g}\n")
     for method in args.method:
-        text += f"\n{format_table(report, method)}\n\n{format_ratios(report, method)}\n"
+        text += (f"\n{format_table(report, method)}\n\n{format_ratios(report, method)}\n\n"
+                 f"{format_by_trajectory(report['rows'], method)}\n")
     (args.out / "results.md").write_text(text)
     print(text)
     return 0

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from camclone_jax.eval.heldout import load_setup
+from camclone_jax.eval.heldout import load_setup, trajectory_kind
 
 CONDITIONINGS = ("v2v", "v2v_static", "i2v", "i2v_static")
 
@@ -83,11 +83,6 @@ def probe(models, triples, *, num_frames: int, height: int, width: int, sigmas=(
                 for name in CONDITIONINGS}
         rows.append(row)
     return {"rows": rows, "summary": summarise(rows, sigmas), "size": [num_frames, height, width]}
-
-
-def trajectory_kind(cameras: Path) -> str:
-    """The generator's name for a target's camera path (camera JSON `trajectory.kind`)."""
-    return json.loads(Path(cameras).read_text())["trajectory"]["kind"]
 
 
 def reference_gain(rows: list[dict], sigma, moving: str = "v2v", static: str = "v2v_static") -> float:

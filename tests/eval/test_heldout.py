@@ -83,6 +83,9 @@ def test_cli_report(dataset, tmp_path, capsys):
     assert report["summary"]["direct"]["ground_truth"]["failed"] == 0
     printed = capsys.readouterr().out
     assert "model V2V RotErr / baseline (sfm)" in printed and "2 rotation-only held-out triples" in printed
+    kinds = {r["trajectory"] for r in report["rows"]}
+    assert kinds <= {"pan", "tilt", "roll"} and all(f"| {k} |" in printed for k in kinds)
+    assert "| target trajectory | triples | model V2V: RotErr (direct)" in printed
     shipped_shift = json.loads((ASSETS / "example" / "example.json").read_text())["sampler_shift"]
     assert f"1 Euler steps at shift {shipped_shift:g}" in printed and report["args"]["shift"] == str(shipped_shift)
 
@@ -107,3 +110,20 @@ def test_paired_ratios_use_only_clips_both_posed():
     line = heldout.format_ratios({"rows": rows, "summary": {"direct": unpaired}}, "direct")
     assert line.endswith("content 0.38, static reference 1.00; over the clips both were posed on: content 0.50 "
                          "(2 clips), static reference 0.50 (1 clips)")
+
+
+def test_by_trajectory_means_and_failures():
+    def row(kind, model, static, content):
+        entry = lambda v: {"status": "failed"} if v is None else {"status": "ok", "RotErr": v}
+        return {"trajectory": kind, "systems": {"model_v2v": {"direct": entry(model)},
+                                                "static_ref": {"direct": entry(static)},
+                                                "content": {"direct": entry(content)}}}
+
+    rows = [row("pan", 2.0, 2.0, 5.0), row("tilt", 3.0, 6.0, 7.0), row("tilt", None, 4.0, 9.0)]
+    table = heldout.by_trajectory(rows, "direct")
+    assert table["pan"] == {"triples": 1, "model_v2v": 2.0, "model_v2v_failed": 0, "static_ref": 2.0,
+                            "static_ref_failed": 0, "content": 5.0, "content_failed": 0}
+    assert table["tilt"] == {"triples": 2, "model_v2v": 3.0, "model_v2v_failed": 1, "static_ref": 5.0,
+                             "static_ref_failed": 0, "content": 8.0, "content_failed": 0}
+    text = heldout.format_by_trajectory(rows, "direct")
+    assert "| tilt | 2 | 3.00 (1 failed) | 5.00 | 8.00 |" in text and "| pan | 1 | 2.00 | 2.00 | 5.00 |" in text
