@@ -73,7 +73,11 @@ class MLP(nnx.Module):
         return self.fc_out(self.activation(self.fc_in(x)))
 
 
+@jax.checkpoint
 def gelu_tanh(x):
+    # Rematerialised: autodiff of the tanh GELU keeps its intermediates (the cubic, the tanh) for the backward,
+    # several [B, L, ffn_dim] arrays per block that a training step holds at once. Recomputing them from x is
+    # elementwise and cheap: a medium train step (benchmarks/RESULTS.md) needs 1.0 GiB less and runs 4 % faster.
     return jax.nn.gelu(x, approximate=True)
 
 
