@@ -7,19 +7,24 @@ import pytest
 from flax import nnx
 
 from camclone_jax.models import DiTConfig, WanDiT
-from camclone_jax.models.loading import load_dit, load_dit_params, save_dit
+from camclone_jax.models.loading import abstract_dit, load_dit_params, read_config, save_dit
 from camclone_jax.train import deepen
 
 
-def random_dit(variant: str, directory):
-    cfg = DiTConfig.tiny(variant)
-    params = nnx.state(WanDiT(cfg, rngs=nnx.Rngs(0)), nnx.Param).to_pure_dict()
-    leaves, tree = jax.tree.flatten(params)
-    keys = jax.random.split(jax.random.key(1), len(leaves))
+def random_params(cfg: DiTConfig) -> dict:
     # Every parameter random (the zero-initialised head, camera encoder and projectors too), so equal outputs
-    # prove the identity blocks and not a zero camera branch.
-    params = jax.tree.unflatten(tree, [0.2 * jax.random.normal(k, p.shape) for k, p in zip(keys, leaves)])
-    return save_dit(directory, cfg, params)
+    # prove the identity blocks and not a zero camera branch. numpy draws: one jax.random op per shape compiles.
+    rng = np.random.default_rng(1)
+    shapes = nnx.state(abstract_dit(cfg), nnx.Param).to_pure_dict()
+    return jax.tree.map(lambda p: 0.2 * rng.standard_normal(p.shape, dtype=np.float32), shapes)
+
+
+def model_with(cfg: DiTConfig, params: dict) -> WanDiT:
+    model = abstract_dit(cfg)
+    state = nnx.state(model, nnx.Param)
+    nnx.replace_by_pure_dict(state, jax.tree.map(jnp.asarray, params))
+    nnx.update(model, state)
+    return model
 
 
 def inputs(variant: str):
@@ -36,30 +41,40 @@ def inputs(variant: str):
 
 
 @pytest.mark.parametrize("variant", ["camclone", "recam", "syncam"])
-def test_deepened_model_equals_source(variant, tmp_path):
-    source = random_dit(variant, tmp_path / "src")
-    assert deepen.main([str(source), str(tmp_path / "deep")]) == 0
-    a, b = load_dit(source), load_dit(tmp_path / "deep")
-    assert b.config.num_layers == 2 * a.config.num_layers
+def test_deepened_model_equals_source(variant):
+    cfg = DiTConfig.tiny(variant)
+    params = random_params(cfg)
+    blocks = deepen.deepen_params(params["blocks"], 2, variant)
+    a = model_with(cfg, params)
+    b = model_with(cfg.replace(num_layers=2 * cfg.num_layers), {**params, "blocks": blocks})
     args, kw = inputs(variant)
-    out_a, out_b = a(*args, **kw), b(*args, **kw)
+    views = kw.pop("num_views", 1)
+    out_a, out_b = (nnx.jit(lambda m, args, kw: m(*args, **kw, num_views=views))(m, args, kw) for m in (a, b))
     assert float(jnp.abs(out_a).max()) > 0.1
     np.testing.assert_allclose(out_b, out_a, atol=1e-5, rtol=1e-5)
 
-    src, deep = load_dit_params(source)["blocks"], load_dit_params(tmp_path / "deep")["blocks"]
-    np.testing.assert_array_equal(deep["self_attn"]["q"]["kernel"][1], src["self_attn"]["q"]["kernel"][0])
-    np.testing.assert_array_equal(deep["ffn"]["fc_out"]["kernel"][2], src["ffn"]["fc_out"]["kernel"][1])
+    src = params["blocks"]
+    np.testing.assert_array_equal(blocks["self_attn"]["q"]["kernel"][1], src["self_attn"]["q"]["kernel"][0])
+    np.testing.assert_array_equal(blocks["ffn"]["fc_out"]["kernel"][2], src["ffn"]["fc_out"]["kernel"][1])
     for path in deepen.residual_outputs(variant):  # the copies' last residual projections make them the identity
-        node = deep
+        node = blocks
         for key in path:
             node = node[key]
         assert not np.any(node["kernel"][1::2]) and not np.any(node["bias"][1::2]) and np.any(node["kernel"][::2])
 
 
-def test_refuses_existing_output_and_factor_one(tmp_path, capsys):
-    source = random_dit("t2v", tmp_path / "src")
-    (tmp_path / "taken").mkdir()
-    assert deepen.main([str(source), str(tmp_path / "taken")]) == 2
+def test_cli_writes_a_loadable_folder_and_refuses_bad_arguments(tmp_path, capsys):
+    cfg = DiTConfig.tiny("t2v")
+    params = random_params(cfg)
+    source = save_dit(tmp_path / "src", cfg, params)
+    assert deepen.main([str(source), str(tmp_path / "deep"), "--factor", "3"]) == 0
+    assert read_config(tmp_path / "deep").num_layers == 3 * cfg.num_layers
+    deep = load_dit_params(tmp_path / "deep")["blocks"]
+    np.testing.assert_array_equal(deep["ffn"]["fc_in"]["kernel"][3:6], np.repeat(params["blocks"]["ffn"]["fc_in"][
+        "kernel"][1:2], 3, axis=0))
+    assert "6 blocks (from 2)" in capsys.readouterr().out
+
+    assert deepen.main([str(source), str(tmp_path / "deep")]) == 2
     assert "already exists" in capsys.readouterr().err
     assert deepen.main([str(source), str(tmp_path / "one"), "--factor", "1"]) == 2
     assert "--factor must be at least 2" in capsys.readouterr().err
