@@ -1,4 +1,4 @@
-"""train.deepen: the deepened DiT computes what its source computed, with twice the blocks."""
+"""train.deepen: the deepened DiT computes what its source computed, with more blocks."""
 
 import jax
 import jax.numpy as jnp
@@ -70,8 +70,8 @@ def test_cli_writes_a_loadable_folder_and_refuses_bad_arguments(tmp_path, capsys
     assert deepen.main([str(source), str(tmp_path / "deep"), "--factor", "3"]) == 0
     assert read_config(tmp_path / "deep").num_layers == 3 * cfg.num_layers
     deep = load_dit_params(tmp_path / "deep")["blocks"]
-    np.testing.assert_array_equal(deep["ffn"]["fc_in"]["kernel"][3:6], np.repeat(params["blocks"]["ffn"]["fc_in"][
-        "kernel"][1:2], 3, axis=0))
+    fc_in = params["blocks"]["ffn"]["fc_in"]["kernel"]
+    np.testing.assert_array_equal(deep["ffn"]["fc_in"]["kernel"][3:6], np.repeat(fc_in[1:2], 3, axis=0))
     assert "6 blocks (from 2)" in capsys.readouterr().out
 
     assert deepen.main([str(source), str(tmp_path / "deep")]) == 2
