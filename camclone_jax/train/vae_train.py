@@ -59,7 +59,6 @@ from camclone_jax.models.wan_vae import (LATENTS_MEAN, LATENTS_STD, TIME_STRIDE,
                                          check_video)
 from camclone_jax.train import checkpoint
 from camclone_jax.train.optim import global_norm, make_optimizer
-from camclone_jax.train.optim import path_string as optim_path
 
 CKPT_DIR = checkpoint.CKPT_DIR
 VAE_CONFIG = "vae_config.json"  # the VAEConfig of the run, written into the workdir (export rebuilds from it)
@@ -189,8 +188,8 @@ def make_step(graphdef, rest, config):
 
 
 def initial_params(config, params: dict) -> dict:
-    """`params` (a fresh init), or those of the VAE export `config.init_from`, which must match them leaf for
-    leaf (path and shape)."""
+    """`params` (a fresh init), or those of the VAE export `config.init_from`, whose config must be the run's
+    (the loader then restores into exactly the run's parameter tree)."""
     source = config.get("init_from")
     if not source:
         return params
@@ -200,15 +199,7 @@ def initial_params(config, params: dict) -> dict:
     if found != wanted:
         raise ValueError(f"config.init_from={source} holds a VAE with config {found}, but config.vae builds "
                          f"{wanted}")
-    loaded = load_vae_params(source)
-    want = {optim_path(p): np.shape(v) for p, v in jax.tree_util.tree_leaves_with_path(params)}
-    have = {optim_path(p): np.shape(v) for p, v in jax.tree_util.tree_leaves_with_path(loaded)}
-    if want != have:
-        missing, extra = sorted(set(want) - set(have)), sorted(set(have) - set(want))
-        shapes = sorted(k for k in set(want) & set(have) if want[k] != have[k])
-        raise ValueError(f"config.init_from={source} does not match the VAE: missing {missing[:5]}, unexpected "
-                         f"{extra[:5]}, shape mismatches {[(k, have[k], want[k]) for k in shapes[:5]]}")
-    return jax.tree.map(lambda ref, x: jnp.asarray(x, ref.dtype), params, loaded)
+    return jax.tree.map(lambda ref, x: jnp.asarray(x, ref.dtype), params, load_vae_params(source, wanted))
 
 
 def init_state(config) -> tuple[nnx.GraphDef, Any, VAEState, Any]:
