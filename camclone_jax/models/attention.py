@@ -53,16 +53,28 @@ def dot_product_attention(q: Float[Array, "B L N D"], k: Float[Array, "B S N D"]
         block = query_block(b * heads, length, k.shape[1])
         if block < length:
             return blockwise_attention(q, k, v, block)
-        scale = q.shape[-1] ** -0.5
-        logits = jnp.einsum("BLND,BSND->BNLS", q, k, preferred_element_type=jnp.float32) * scale
-        weights = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
-        return jnp.einsum("BNLS,BSND->BLND", weights, v).astype(q.dtype)
+        return _one_shot_attention(q, k, v)
     if backend == "cudnn":
         dtype = q.dtype
         half = jnp.bfloat16 if dtype == jnp.float32 else dtype
         out = jax.nn.dot_product_attention(q.astype(half), k.astype(half), v.astype(half), implementation="cudnn")
         return out.astype(dtype)
     return _splash(q, k, v)
+
+
+def _one_shot_attention(q: Float[Array, "B L N D"], k: Float[Array, "B S N D"],
+                        v: Float[Array, "B S N D"]) -> Float[Array, "B L N D"]:
+    # Heads-major operands make both products plain batched matmuls. Left to itself, XLA:CPU's layout assignment
+    # transposes the [N, L, S] weights between the two (2.3x slower forward, 3x slower gradient at L=192, S=512).
+    # The softmax is normalised on the [L, D] result rather than the [L, S] weights, as flash attention does, and
+    # the 1/sqrt(D) scale goes on q (L x D) rather than on the logits, which the max and the exp both read.
+    dtype = q.dtype
+    q = q * jnp.asarray(q.shape[-1] ** -0.5, dtype)
+    q, k, v = (jnp.swapaxes(x, 1, 2) for x in (q, k, v))
+    logits = jnp.einsum("BNLD,BNSD->BNLS", q, k, preferred_element_type=jnp.float32)
+    p = jnp.exp(logits - jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True)))
+    out = jnp.einsum("BNLS,BNSD->BNLD", p.astype(v.dtype), v, preferred_element_type=jnp.float32)
+    return jnp.swapaxes(out / jnp.sum(p, axis=-1, keepdims=True), 1, 2).astype(dtype)
 
 
 def query_block(rows: int, length: int, keys: int, budget: int | None = None) -> int:

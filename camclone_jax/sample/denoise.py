@@ -134,6 +134,7 @@ def denoise(dit, noise: Float[Array, "B F h w C"], text: Float[Array, "B S D"],
     conditions = {name: jnp.asarray(value) for name, value in conditions.items() if value is not None}
     timesteps, table = sampler.schedule()
     graphdef, params = nnx.split(dit)
+    params = params.to_pure_dict()  # jit flattens a plain dict in C++, an nnx.State in Python
     latents = jnp.array(noise, copy=True)  # the loop donates its latents; the caller keeps `noise`
     state = _solver_init(sampler, table, latents)
     timesteps = jnp.asarray(timesteps)
