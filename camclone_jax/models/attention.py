@@ -49,11 +49,7 @@ def dot_product_attention(q: Float[Array, "B L N D"], k: Float[Array, "B S N D"]
     """softmax(q k^T / sqrt(D)) v per head; output in q's dtype."""
     backend = resolve_backend(backend, q.dtype)
     if backend == "xla":
-        b, length, heads, _ = q.shape
-        block = query_block(b * heads, length, k.shape[1])
-        if block < length:
-            return blockwise_attention(q, k, v, block)
-        return _one_shot_attention(q, k, v)
+        return _xla_attention(q, k, v)
     if backend == "cudnn":
         dtype = q.dtype
         half = jnp.bfloat16 if dtype == jnp.float32 else dtype
@@ -62,19 +58,29 @@ def dot_product_attention(q: Float[Array, "B L N D"], k: Float[Array, "B S N D"]
     return _splash(q, k, v)
 
 
-def _one_shot_attention(q: Float[Array, "B L N D"], k: Float[Array, "B S N D"],
-                        v: Float[Array, "B S N D"]) -> Float[Array, "B L N D"]:
-    # Heads-major operands make both products plain batched matmuls. Left to itself, XLA:CPU's layout assignment
-    # transposes the [N, L, S] weights between the two (2.3x slower forward, 3x slower gradient at L=192, S=512).
-    # The softmax is normalised on the [L, D] result rather than the [L, S] weights, as flash attention does, and
-    # the 1/sqrt(D) scale goes on q (L x D) rather than on the logits, which the max and the exp both read.
+def _xla_attention(q: Float[Array, "B L N D"], k: Float[Array, "B S N D"],
+                   v: Float[Array, "B S N D"]) -> Float[Array, "B L N D"]:
+    # Both paths run heads-major ([B, N, L, D]), so that each product is a plain batched matmul: left to itself,
+    # XLA:CPU's layout assignment transposes the [N, L, S] weights between the two (at L=192, S=512: 2.3x slower
+    # forward, 3x slower gradient). The 1/sqrt(D) scale goes on q (L x D), not on the logits that the max and
+    # the exp both read, and the softmax is normalised on the [L, D] result, as flash attention does.
+    b, length, heads, _ = q.shape
     dtype = q.dtype
     q = q * jnp.asarray(q.shape[-1] ** -0.5, dtype)
     q, k, v = (jnp.swapaxes(x, 1, 2) for x in (q, k, v))
+    block = query_block(b * heads, length, k.shape[2])
+    out = blockwise_attention(q, k, v, block) if block < length else _softmax_product(q, k, v)[0]
+    return jnp.swapaxes(out, 1, 2).astype(dtype)
+
+
+def _softmax_product(q: Float[Array, "B N L D"], k: Float[Array, "B N S D"], v: Float[Array, "B N S D"]):
+    """-> (softmax(q k^T) v in q's dtype, log-sum-exp [B, N, L]); q comes pre-scaled."""
     logits = jnp.einsum("BNLD,BNSD->BNLS", q, k, preferred_element_type=jnp.float32)
-    p = jnp.exp(logits - jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True)))
-    out = jnp.einsum("BNLS,BNSD->BNLD", p.astype(v.dtype), v, preferred_element_type=jnp.float32)
-    return jnp.swapaxes(out / jnp.sum(p, axis=-1, keepdims=True), 1, 2).astype(dtype)
+    peak = jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True))  # exact: the shift cancels
+    p = jnp.exp(logits - peak)
+    total = jnp.sum(p, axis=-1, keepdims=True)
+    out = jnp.einsum("BNLS,BNSD->BNLD", p.astype(v.dtype), v, preferred_element_type=jnp.float32) / total
+    return out.astype(q.dtype), (peak + jnp.log(total))[..., 0]
 
 
 def query_block(rows: int, length: int, keys: int, budget: int | None = None) -> int:
@@ -84,64 +90,52 @@ def query_block(rows: int, length: int, keys: int, budget: int | None = None) ->
 
 
 def _to_blocks(x: Array, block: int) -> Array:
-    """[B, L, ...] -> [L / block, B, block, ...], zero-padded to whole blocks."""
-    b, length = x.shape[:2]
+    """[B, N, L, ...] -> [L / block, B, N, block, ...], zero-padded to whole blocks."""
+    length = x.shape[2]
     n = -(-length // block)
-    x = jnp.pad(x, ((0, 0), (0, n * block - length)) + ((0, 0),) * (x.ndim - 2))
-    return jnp.moveaxis(x.reshape(b, n, block, *x.shape[2:]), 1, 0)
+    x = jnp.pad(x, ((0, 0), (0, 0), (0, n * block - length)) + ((0, 0),) * (x.ndim - 3))
+    return jnp.moveaxis(x.reshape(*x.shape[:2], n, block, *x.shape[3:]), 2, 0)
 
 
 def _from_blocks(x: Array, length: int) -> Array:
-    n, b, block = x.shape[:3]
-    return jnp.moveaxis(x, 0, 1).reshape(b, n * block, *x.shape[3:])[:, :length]
+    n, b, heads, block = x.shape[:4]
+    return jnp.moveaxis(x, 0, 2).reshape(b, heads, n * block, *x.shape[4:])[:, :, :length]
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def blockwise_attention(q: Float[Array, "B L N D"], k: Float[Array, "B S N D"], v: Float[Array, "B S N D"],
-                        block: int) -> Float[Array, "B L N D"]:
-    """The XLA attention over query blocks of `block` tokens (every block sees all keys, so no online softmax
-    is needed); equal to the one-shot path to fp32 rounding, forward and backward."""
+def blockwise_attention(q: Float[Array, "B N L D"], k: Float[Array, "B N S D"], v: Float[Array, "B N S D"],
+                        block: int) -> Float[Array, "B N L D"]:
+    """The heads-major XLA attention (q pre-scaled) over query blocks of `block` tokens (every block sees all
+    keys, so no online softmax is needed); equal to the one-shot path to fp32 rounding, forward and backward."""
     return _blockwise_forward(q, k, v, block)[0]
 
 
 def _blockwise_forward(q, k, v, block):
-    scale = q.shape[-1] ** -0.5
-
-    def one(q_block):
-        logits = jnp.einsum("BLND,BSND->BNLS", q_block, k, preferred_element_type=jnp.float32) * scale
-        peak = jnp.max(logits, axis=-1, keepdims=True)
-        p = jnp.exp(logits - peak)
-        total = jnp.sum(p, axis=-1, keepdims=True)
-        out = jnp.einsum("BNLS,BSND->BLND", p.astype(v.dtype), v, preferred_element_type=jnp.float32)
-        out = out / jnp.moveaxis(total, 1, 2)  # normalise the [L, D] result, not the [L, S] weights
-        return out.astype(q.dtype), (peak + jnp.log(total))[..., 0]  # log-sum-exp [B, N, block]
-
-    out, lse = jax.lax.map(one, _to_blocks(q, block))
-    out = _from_blocks(out, q.shape[1])
+    out, lse = jax.lax.map(lambda q_block: _softmax_product(q_block, k, v), _to_blocks(q, block))
+    out = _from_blocks(out, q.shape[2])
     return out, (q, k, v, out, lse)
 
 
 def _blockwise_backward(block, residuals, d_out):
     q, k, v, out, lse = residuals
-    scale = q.shape[-1] ** -0.5
-    delta = jnp.sum(d_out.astype(jnp.float32) * out.astype(jnp.float32), axis=-1)  # [B, L, N]
+    delta = jnp.sum(d_out.astype(jnp.float32) * out.astype(jnp.float32), axis=-1)  # [B, N, L]
 
     def one(carry, xs):
         dk, dv = carry
         q_block, d_block, lse_block, delta_block = xs
-        logits = jnp.einsum("BLND,BSND->BNLS", q_block, k, preferred_element_type=jnp.float32) * scale
+        logits = jnp.einsum("BNLD,BNSD->BNLS", q_block, k, preferred_element_type=jnp.float32)
         p = jnp.exp(logits - lse_block[..., None])
-        dv = dv + jnp.einsum("BNLS,BLND->BSND", p.astype(v.dtype), d_block, preferred_element_type=jnp.float32)
-        dp = jnp.einsum("BLND,BSND->BNLS", d_block, v, preferred_element_type=jnp.float32)
-        ds = p * (dp - jnp.moveaxis(delta_block, 1, 2)[..., None]) * scale
-        dq = jnp.einsum("BNLS,BSND->BLND", ds.astype(k.dtype), k, preferred_element_type=jnp.float32)
-        dk = dk + jnp.einsum("BNLS,BLND->BSND", ds.astype(q.dtype), q_block, preferred_element_type=jnp.float32)
+        dv = dv + jnp.einsum("BNLS,BNLD->BNSD", p.astype(v.dtype), d_block, preferred_element_type=jnp.float32)
+        dp = jnp.einsum("BNLD,BNSD->BNLS", d_block, v, preferred_element_type=jnp.float32)
+        ds = p * (dp - delta_block[..., None])
+        dq = jnp.einsum("BNLS,BNSD->BNLD", ds.astype(k.dtype), k, preferred_element_type=jnp.float32)
+        dk = dk + jnp.einsum("BNLS,BNLD->BNSD", ds.astype(q.dtype), q_block, preferred_element_type=jnp.float32)
         return (dk, dv), dq.astype(q.dtype)
 
     zeros = jnp.zeros(k.shape, jnp.float32)
     blocks = (_to_blocks(q, block), _to_blocks(d_out, block), lse, _to_blocks(delta, block))
     (dk, dv), dq = jax.lax.scan(one, (zeros, zeros), blocks)
-    return _from_blocks(dq, q.shape[1]), dk.astype(k.dtype), dv.astype(v.dtype)
+    return _from_blocks(dq, q.shape[2]), dk.astype(k.dtype), dv.astype(v.dtype)
 
 
 blockwise_attention.defvjp(lambda q, k, v, block: _blockwise_forward(q, k, v, block), _blockwise_backward)
