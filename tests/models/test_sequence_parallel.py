@@ -191,6 +191,19 @@ def test_blockwise_xla_attention_equals_one_shot(length, keys, monkeypatch):
         np.testing.assert_allclose(a, b, atol=2e-6 * float(jnp.max(jnp.abs(b))))
 
 
+def test_query_blocks_are_even_and_within_the_budget():
+    """The fewest blocks the logits budget allows, split evenly: padding stays under one token per block."""
+    from camclone_jax.models.attention import XLA_LOGITS_BUDGET, query_block
+
+    for rows, length, keys in ((32, 1440, 512), (32, 1440, 1440), (12, 1950, 1950), (24, 98280, 98280), (4, 100, 7)):
+        block = query_block(rows, length, keys)
+        blocks = -(-length // block)
+        assert rows * block * keys <= max(XLA_LOGITS_BUDGET, rows * 8 * keys)
+        assert blocks * block - length < blocks
+        assert blocks == 1 or rows * -(-length // (blocks - 1)) * keys > XLA_LOGITS_BUDGET  # none fewer fit
+    assert query_block(32, 1440, 512) == 720 and query_block(1, 100, 10) == 100
+
+
 def test_auto_backend_is_xla_on_cpu_and_names_are_checked():
     assert resolve_backend("auto") == "xla" and resolve_backend("auto", jnp.bfloat16) == "xla"
     with pytest.raises(ValueError, match="unknown attention backend 'flash'"):
