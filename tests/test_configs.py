@@ -116,6 +116,14 @@ def test_tiny_builds_every_variant(variant):
     assert ("camera" in config) == (variant in ("recam", "syncam"))
 
 
+def test_synthetic_camclone_patch_option():
+    coarse, fine = load("synthetic_camclone"), load("synthetic_camclone", "patch=1")
+    assert common.model_config(coarse).patch_size == (1, 2, 2)
+    assert common.model_config(fine) == common.model_config(coarse).replace(patch_size=(1, 1, 1))
+    with pytest.raises(ValueError, match="patch=3"):
+        load("synthetic_camclone", "patch=3")
+
+
 def test_tiny_rejects_unknown_variant():
     with pytest.raises(ValueError, match="unknown variant"):
         load("tiny", "variant=t2i")
