@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -69,16 +69,23 @@ def main(argv=None) -> int:
     p.add_argument("dst", help="new folder for the deepened DiT (must not exist)")
     p.add_argument("--factor", type=int, default=2, help="blocks per source block (default 2: twice as deep)")
     args = p.parse_args(argv)
-    if Path(args.dst).exists():
-        print(f"error: {args.dst} already exists; choose a new output directory", file=sys.stderr)
-        return 2
-    try:
-        out = deepen(args.src, args.dst, args.factor)
-    except (OSError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    out = write_new_folder(args.dst, lambda: deepen(args.src, args.dst, args.factor))
+    if out is None:
         return 2
     print(f"wrote {out}: {read_config(out).num_layers} blocks (from {read_config(args.src).num_layers})")
     return 0
+
+
+def write_new_folder(dst: str | Path, write: Callable[[], Path]) -> Path | None:
+    """`write()` into the new folder `dst`; None, the error printed, if `dst` exists or the source is bad."""
+    if Path(dst).exists():
+        print(f"error: {dst} already exists; choose a new output directory", file=sys.stderr)
+        return None
+    try:
+        return write()
+    except (OSError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return None
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import numpy as np
 
 from camclone_jax.models.loading import load_dit_params, read_config, save_dit
 from camclone_jax.models.presets import DiTConfig
+from camclone_jax.train.deepen import write_new_folder
 
 FINE = (1, 1, 1)
 
@@ -57,13 +58,8 @@ def main(argv=None) -> int:
     p.add_argument("src", help="converted DiT folder (config.json + params/), e.g. from train.export")
     p.add_argument("dst", help="new folder for the 1x1x1-patch DiT (must not exist)")
     args = p.parse_args(argv)
-    if Path(args.dst).exists():
-        print(f"error: {args.dst} already exists; choose a new output directory", file=sys.stderr)
-        return 2
-    try:
-        out = repatch(args.src, args.dst)
-    except (OSError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    out = write_new_folder(args.dst, lambda: repatch(args.src, args.dst))
+    if out is None:
         return 2
     print(f"wrote {out}: patches {tuple(read_config(args.src).patch_size)} -> {FINE}")
     return 0
