@@ -93,6 +93,27 @@ def model_block(preset: str, **overrides: Any) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict({"preset": preset, "overrides": dict(overrides)})
 
 
+def full_size_model_block(preset: str, *, runlocal: bool) -> ml_collections.ConfigDict:
+    """`config.model` of every full-size Wan run (1.3B and 14B, the camera models included).
+
+    fp32 master weights for AdamW; bf16 compute, as Wan runs (and upstream trains) its DiT, with norms,
+    modulation and RoPE kept fp32 inside the model; the platform's best attention kernel ("auto": splash on TPU,
+    cuDNN flash attention on GPU, else XLA); every block rematerialised, as upstream's gradient checkpointing (an
+    81-frame 480p clip is 32,760 tokens, and the camera models put 2 or 3 clips on the frame axis). A `runlocal`
+    smoke run keeps XLA attention and no remat.
+    """
+    return model_block(preset, param_dtype="float32", dtype="bfloat16", attention="xla" if runlocal else "auto",
+                       remat="none" if runlocal else "full")
+
+
+def full_size_run_length(*, runlocal: bool) -> dict[str, int]:
+    """Steps, logging and checkpoint cadence of a full-size run, for `config.update`: 10,000 steps (upstream
+    gives no count: set it per run, `--config.total_steps=N`), a log line every 50 and a checkpoint every 1,000
+    steps, the newest 3 kept; a `runlocal` smoke run takes 10 steps, logs each and checkpoints every 5."""
+    return {"total_steps": 10 if runlocal else 10_000, "log_every": 1 if runlocal else 50,
+            "ckpt_every": 5 if runlocal else 1_000, "keep_checkpoints": 3}
+
+
 def _check_override_names(overrides) -> None:
     known = {f.name for f in dataclasses.fields(DiTConfig)}
     unknown = set(overrides) - known

@@ -20,14 +20,7 @@ def get_config(arg=None):
     config = ml_collections.ConfigDict()
     config.seed = 0
 
-    config.model = common.model_block(
-        "recammaster",
-        param_dtype="float32",  # fp32 master weights for AdamW
-        dtype="bfloat16",  # upstream trains under bf16; norms, modulation and RoPE stay fp32 inside the model
-        attention="xla" if arg.runlocal else "auto",  # splash on TPU, cuDNN flash attention on GPU, else XLA
-        # Upstream trains with --use_gradient_checkpointing; one sample is 2 clips x 32,760 tokens.
-        remat="none" if arg.runlocal else "full",
-    )
+    config.model = common.full_size_model_block("recammaster", runlocal=arg.runlocal)
     config.model_init = ""  # converted checkpoint (convert/) to start from; "" = random init
 
     # Batch: global: 1 per GPU x 8 GPUs upstream.
@@ -42,10 +35,7 @@ def get_config(arg=None):
     config.optimizer = common.optimizer_block(lr=1e-4, trainable=("cam_encoder", "projector", "self_attn"))
     # The frozen weights (most of the model) in bf16, half their memory; the trained ones stay fp32 master weights.
     config.optimizer.frozen_dtype = "bfloat16"
-    config.total_steps = 10 if arg.runlocal else 10_000  # not given upstream; set per run
-    config.log_every = 1 if arg.runlocal else 50
-    config.ckpt_every = 5 if arg.runlocal else 1_000
-    config.keep_checkpoints = 3
+    config.update(common.full_size_run_length(runlocal=arg.runlocal))
 
     # Upstream writes its videos at 30 fps although the data is 15 fps.
     config.sample = common.sample_block(num_steps=4 if arg.runlocal else 50, fps=30)

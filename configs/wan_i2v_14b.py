@@ -1,47 +1,23 @@
 r"""Wan2.1 image-to-video, 14B (preset `wan_i2v_14b`): 36 input channels (noisy | mask | image latent) and the
 CLIP image branch in every cross-attention. The 480P and 720P releases share this architecture.
 
+The run is `configs/wan_t2v_14b.py`'s (full fine-tuning, FSDP over every device, lr 1e-5) on this preset; the
+trainer reads the variant and feeds the first frame's latent and CLIP features. Wan's own I2V sampler is UniPC
+with 40 steps and shift 3.0 at 480p; we keep one set of defaults for every Wan config (50 Euler steps, shift 5).
+
 Train (one host, 8 GPUs):
   python -m camclone_jax.train --config configs/wan_i2v_14b.py --workdir /tmp/wan_i2v_14b
 Local smoke run (same model, batch 1, 5-frame 128x128 clips; needs the memory of a full host):
   python -m camclone_jax.train --config configs/wan_i2v_14b.py:runlocal --workdir /tmp/wan_i2v_local
 """
 
-import ml_collections
-
-from configs import common
+from configs import common, wan_t2v_14b
 
 
 def get_config(arg=None):
-    arg = common.parse_arg(arg, runlocal=False)
-    config = ml_collections.ConfigDict()
-    config.seed = 0
-
-    config.model = common.model_block(
-        "wan_i2v_14b",
-        param_dtype="float32",  # fp32 master weights for AdamW
-        dtype="bfloat16",  # Wan runs its DiT in bf16; norms, modulation and RoPE stay fp32 inside the model
-        attention="xla" if arg.runlocal else "auto",  # splash on TPU, cuDNN flash attention on GPU, else XLA
-        remat="none" if arg.runlocal else "full",  # 40 blocks of width 5120 over 32,760 tokens: checkpoint blocks
-    )
-    config.model_init = ""  # converted Wan2.1-I2V-14B checkpoint (convert/); "" = random init
-
-    # Batch: global; not from upstream: 1 per GPU x 8 GPUs.
-    config.input = common.video_input_block(runlocal=arg.runlocal, batch_size=8)
-
-    config.flow = common.flow_block()
-
-    # Full fine-tuning (trainable=() trains everything); our choice: 10x below the 1.3B example's lr.
-    config.optimizer = common.optimizer_block(lr=1e-5, trainable=())
-    config.total_steps = 10 if arg.runlocal else 10_000  # placeholder; set per run
-    config.log_every = 1 if arg.runlocal else 50
-    config.ckpt_every = 5 if arg.runlocal else 1_000
-    config.keep_checkpoints = 3
-
-    # Wan's own default sampler is UniPC, with 40 steps and shift 3.0 for I2V at 480p; we keep one set of
-    # defaults for every Wan config (50 Euler steps, shift 5).
-    config.sample = common.sample_block(num_steps=4 if arg.runlocal else 50, fps=16)  # Wan's sample_fps
-
-    # Weights / grads / AdamW state sharded over every device (FSDP); batch over data x fsdp.
-    config.sharding = common.sharding_block(data=1, fsdp=-1, tensor=1, sequence=1)
+    config = wan_t2v_14b.get_config(arg)
+    runlocal = common.parse_arg(arg, runlocal=False).runlocal
+    with config.unlocked():
+        config.model = common.full_size_model_block("wan_i2v_14b", runlocal=runlocal)
+    # config.model_init: a converted Wan2.1-I2V-14B checkpoint (convert/); "" = random init
     return common.finalize(config)

@@ -19,13 +19,7 @@ def get_config(arg=None):
     config = ml_collections.ConfigDict()
     config.seed = 0
 
-    config.model = common.model_block(
-        "wan_t2v_14b",
-        param_dtype="float32",  # fp32 master weights for AdamW
-        dtype="bfloat16",  # Wan runs its DiT in bf16; norms, modulation and RoPE stay fp32 inside the model
-        attention="xla" if arg.runlocal else "auto",  # splash on TPU, cuDNN flash attention on GPU, else XLA
-        remat="none" if arg.runlocal else "full",  # 40 blocks of width 5120 over 32,760 tokens: checkpoint blocks
-    )
+    config.model = common.full_size_model_block("wan_t2v_14b", runlocal=arg.runlocal)
     config.model_init = ""  # converted Wan2.1-T2V-14B checkpoint (convert/); "" = random init
 
     # Batch: global; not from upstream: 1 per GPU x 8 GPUs.
@@ -35,10 +29,7 @@ def get_config(arg=None):
 
     # Full fine-tuning (trainable=() trains everything); our choice: 10x below the 1.3B example's lr.
     config.optimizer = common.optimizer_block(lr=1e-5, trainable=())
-    config.total_steps = 10 if arg.runlocal else 10_000  # placeholder; set per run
-    config.log_every = 1 if arg.runlocal else 50
-    config.ckpt_every = 5 if arg.runlocal else 1_000
-    config.keep_checkpoints = 3
+    config.update(common.full_size_run_length(runlocal=arg.runlocal))
 
     # Wan's own default sampler is UniPC; flow-matching Euler with the same steps / shift / guidance is close.
     config.sample = common.sample_block(num_steps=4 if arg.runlocal else 50, fps=16)  # Wan's sample_fps
