@@ -18,7 +18,7 @@ from camclone_jax.models.clip_vision import CLIPVisionConfig, CLIPVisionEncoder
 from convert.dit import common_dtype
 from convert.keymap_clip import clip_table, detect_clip_config, is_clip_state, unused_visual_keys, visual_only
 from convert.state_dict_io import check_keys
-from convert.tables import params_to_state, state_to_params
+from convert.tables import params_to_state, state_to_params, torch_shapes
 
 __all__ = ["abstract_clip", "check_state_dict", "detect_clip_config", "expected_torch_shapes", "is_clip_state",
            "params_to_torch", "torch_to_params", "unused_visual_keys", "visual_only"]
@@ -28,23 +28,9 @@ def abstract_clip(cfg: CLIPVisionConfig) -> CLIPVisionEncoder:
     return nnx.eval_shape(lambda: CLIPVisionEncoder(cfg, rngs=nnx.Rngs(0)))
 
 
-def _keys(entry, cfg: CLIPVisionConfig) -> list[str]:
-    return [entry.torch_key.format(i=i) for i in range(cfg.used_layers)] if entry.per_block else [entry.torch_key]
-
-
 def expected_torch_shapes(cfg: CLIPVisionConfig) -> dict[str, tuple[int, ...]]:
     """Original key -> torch shape for every parameter of `cfg` (used blocks only)."""
-    flat = nnx.state(abstract_clip(cfg), nnx.Param).flat_state()
-    shapes = {tuple(path): tuple(var.get_value().shape) for path, var in flat}
-    table = clip_table(cfg)
-    covered = {e.jax_path for e in table}
-    if covered != set(shapes):  # a model/table drift is a bug here, not a user error
-        raise AssertionError(f"key table out of sync with CLIPVisionEncoder: {sorted(set(shapes) ^ covered, key=str)}")
-    out = {}
-    for entry in table:
-        shape = shapes[entry.jax_path][1:] if entry.per_block else shapes[entry.jax_path]
-        out.update({key: entry.transform.torch_shape(shape) for key in _keys(entry, cfg)})
-    return out
+    return torch_shapes(abstract_clip(cfg), clip_table(cfg), cfg.used_layers)
 
 
 def check_state_dict(state: dict[str, np.ndarray], cfg: CLIPVisionConfig, source: str = "checkpoint"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from flax import nnx
 
 
 def _block_keys(entry, num_blocks: int) -> list[str]:
@@ -18,6 +19,25 @@ def _block_keys(entry, num_blocks: int) -> list[str]:
 
 def _per_block(entry) -> bool:
     return "{i}" in entry.torch_key
+
+
+def torch_shapes(abstract_model: nnx.Module, table, num_blocks: int) -> dict[str, tuple[int, ...]]:
+    """Torch key -> torch shape of every table entry, read off an abstract model (`nnx.eval_shape`); per-block
+    entries expand to blocks 0 .. num_blocks - 1 (CLIP converts only the blocks it uses)."""
+    flat = nnx.state(abstract_model, nnx.Param).flat_state()
+    shapes = {tuple(str(k) for k in path): tuple(var.get_value().shape) for path, var in flat}
+    covered = {tuple(str(k) for k in e.jax_path) for e in table}
+    if covered != set(shapes):  # a model/table drift is a bug here, not a user error
+        raise AssertionError(f"key table out of sync with {type(abstract_model).__name__}: "
+                             f"{sorted(set(shapes) ^ covered)}")
+    out = {}
+    for entry in table:
+        shape = shapes[tuple(str(k) for k in entry.jax_path)]
+        if _per_block(entry):
+            out.update({key: entry.transform.torch_shape(shape[1:]) for key in _block_keys(entry, num_blocks)})
+        else:
+            out[entry.torch_key] = entry.transform.torch_shape(shape)
+    return out
 
 
 def state_to_params(state: dict[str, np.ndarray], table, num_blocks: int, dtype) -> dict[Any, Any]:

@@ -15,7 +15,7 @@ from camclone_jax.models.umt5 import UMT5Config, UMT5Encoder
 from convert.dit import common_dtype
 from convert.keymap_umt5 import detect_umt5_config, is_umt5_state, to_original_naming, umt5_table
 from convert.state_dict_io import check_keys
-from convert.tables import params_to_state, state_to_params
+from convert.tables import params_to_state, state_to_params, torch_shapes
 
 __all__ = ["detect_umt5_config", "expected_torch_shapes", "is_umt5_state", "params_to_torch", "to_original_naming",
            "torch_to_params"]
@@ -28,21 +28,7 @@ def abstract_umt5(cfg: UMT5Config) -> UMT5Encoder:
 
 def expected_torch_shapes(cfg: UMT5Config) -> dict[str, tuple[int, ...]]:
     """Original key -> torch shape for every parameter of `cfg`."""
-    flat = nnx.state(abstract_umt5(cfg), nnx.Param).flat_state()
-    shapes = {tuple(str(k) for k in path): tuple(var.get_value().shape) for path, var in flat}
-    table = umt5_table(cfg)
-    covered = {e.jax_path for e in table}
-    if covered != set(shapes):  # a model/table drift is a bug here, not a user error
-        raise AssertionError(f"key table out of sync with UMT5Encoder: {sorted(set(shapes) ^ covered)}")
-    out = {}
-    for entry in table:
-        shape = shapes[entry.jax_path]
-        if entry.per_block:
-            for i in range(cfg.num_layers):
-                out[entry.torch_key.format(i=i)] = entry.transform.torch_shape(shape[1:])
-        else:
-            out[entry.torch_key] = entry.transform.torch_shape(shape)
-    return out
+    return torch_shapes(abstract_umt5(cfg), umt5_table(cfg), cfg.num_layers)
 
 
 def check_state_dict(state: dict[str, np.ndarray], cfg: UMT5Config, source: str = "checkpoint"):

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from flax import nnx
 
 from camclone_jax.models.loading import abstract_vae, load_vae_params, read_vae_config, save_vae
 from camclone_jax.models.wan_vae import VAEConfig, param_count
@@ -15,18 +14,12 @@ from convert.dit import common_dtype
 from convert.keymap_vae import detect_vae_config, diffusers_vae_to_original, is_diffusers_vae, vae_table
 from convert.keymap_wan import strip_wrapper_prefixes
 from convert.state_dict_io import ConversionError, check_keys, leaves, read_state_dict, write_safetensors
-from convert.tables import params_to_state, state_to_params
+from convert.tables import params_to_state, state_to_params, torch_shapes
 
 
 def expected_torch_shapes(cfg: VAEConfig) -> dict[str, tuple[int, ...]]:
     """Original key -> torch shape for every parameter of `cfg`."""
-    flat = nnx.state(abstract_vae(cfg), nnx.Param).flat_state()
-    shapes = {tuple(path): tuple(var.get_value().shape) for path, var in flat}
-    table = vae_table(cfg)
-    covered = {e.jax_path for e in table}
-    if covered != set(shapes):  # a model/table drift is a bug here, not a user error
-        raise AssertionError(f"key table out of sync with WanVAE: {sorted(set(shapes) ^ covered, key=str)}")
-    return {e.torch_key: e.transform.torch_shape(shapes[e.jax_path]) for e in table}
+    return torch_shapes(abstract_vae(cfg), vae_table(cfg), 0)
 
 
 def check_state_dict(state: dict[str, np.ndarray], cfg: VAEConfig, source: str = "checkpoint"):

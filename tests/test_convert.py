@@ -23,7 +23,7 @@ QUIET = dict(log=lambda *_: None)
 
 def random_state_dict(cfg: DiTConfig, seed=0, dtype=torch.float32) -> dict[str, "torch.Tensor"]:
     gen = torch.Generator().manual_seed(seed)
-    return {key: torch.randn(shape, generator=gen).to(dtype) for key, (_, _, shape) in expected_torch_shapes(cfg).items()}
+    return {key: torch.randn(shape, generator=gen).to(dtype) for key, shape in expected_torch_shapes(cfg).items()}
 
 
 @pytest.mark.parametrize("variant", ["t2v", "i2v", "recam", "syncam", "camclone"])

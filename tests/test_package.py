@@ -18,7 +18,7 @@ WITHOUT_TORCH = textwrap.dedent("""
     from convert.dit import expected_torch_shapes
     cfg = DiTConfig.tiny("t2v")
     rng = np.random.default_rng(0)
-    state = {k: rng.standard_normal(s).astype(np.float32) for k, (_, _, s) in expected_torch_shapes(cfg).items()}
+    state = {k: rng.standard_normal(s).astype(np.float32) for k, s in expected_torch_shapes(cfg).items()}
     save_file(state, sys.argv[1] + "/w.safetensors")
     convert_dit(sys.argv[1] + "/w.safetensors", sys.argv[1] + "/jax", num_heads=2, log=lambda *_: None)
     model = camclone_jax.models.loading.load_dit(sys.argv[1] + "/jax")

@@ -74,7 +74,7 @@ def make_checkpoints(root: Path) -> Path:
     train_tokenizer(root / "enc" / "umt5")
     for seed, variant in enumerate(DIT_VARIANTS, start=10):
         cfg = DiTConfig.tiny(variant, text_dim=umt5_cfg.dim, image_dim=clip_cfg.dim)
-        state = random_weights({k: shape for k, (_, _, shape) in dit_shapes(cfg).items()}, seed)
+        state = random_weights(dit_shapes(cfg), seed)
         write_safetensors(state, src / f"{variant}.safetensors")
         # Tiny image models read as plain i2v from their shapes: name the CamCloneMaster variant.
         found = convert(src / f"{variant}.safetensors", root / variant / "dit", num_heads=cfg.num_heads,
