@@ -32,6 +32,7 @@ def compiled_memory(fn, cfg: VAEConfig, *shapes):
     return stats.temp_size_in_bytes, stats.argument_size_in_bytes + stats.output_size_in_bytes
 
 
+@pytest.mark.slow  # two 33-frame VAE compiles, 11 s: a memory property, kept off the default suite
 def test_chunked_memory_grows_with_chunk_size_not_frame_count():
     """Between 9 and 33 frames the scratch memory may grow by about the size of the (longer) input and output,
     which the scan re-stacks, but not by the activations of the 24 extra frames."""

@@ -188,6 +188,7 @@ def test_sharded_step_matches_one_device():
         assert float(lines[f"MAXDIFF_{name}"].split()[1]) < 1e-5, lines[f"MAXDIFF_{name}"]
 
 
+@pytest.mark.slow  # bf16 is emulated on these CPUs (14 s); the default suite runs fp32
 def test_bf16_compute_with_fp32_master_weights_and_remat():
     """The full configs' numerics on the tiny model: bf16 matmuls, bf16 frozen weights, fp32 trained weights and
     AdamW moments, blocks rematerialised. Remat alone changes nothing (fp32: same loss and update to 1e-6); bf16
