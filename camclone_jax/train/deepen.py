@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -66,26 +66,16 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m camclone_jax.train.deepen", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("src", help="converted DiT folder (config.json + params/), e.g. from train.export")
-    p.add_argument("dst", help="new folder for the deepened DiT (must not exist)")
+    p.add_argument("dst", help="output folder for the deepened DiT (refused if it already holds params/)")
     p.add_argument("--factor", type=int, default=2, help="blocks per source block (default 2: twice as deep)")
     args = p.parse_args(argv)
-    out = write_new_folder(args.dst, lambda: deepen(args.src, args.dst, args.factor))
-    if out is None:
+    try:
+        out = deepen(args.src, args.dst, args.factor)
+    except (FileNotFoundError, FileExistsError, ValueError) as err:  # save_dit refuses a folder with params/
+        print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"wrote {out}: {read_config(out).num_layers} blocks (from {read_config(args.src).num_layers})")
     return 0
-
-
-def write_new_folder(dst: str | Path, write: Callable[[], Path]) -> Path | None:
-    """`write()` into the new folder `dst`; None, the error printed, if `dst` exists or the source is bad."""
-    if Path(dst).exists():
-        print(f"error: {dst} already exists; choose a new output directory", file=sys.stderr)
-        return None
-    try:
-        return write()
-    except (OSError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return None
 
 
 if __name__ == "__main__":

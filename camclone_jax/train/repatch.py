@@ -24,7 +24,6 @@ import numpy as np
 
 from camclone_jax.models.loading import load_dit_params, read_config, save_dit
 from camclone_jax.models.presets import DiTConfig
-from camclone_jax.train.deepen import write_new_folder
 
 FINE = (1, 1, 1)
 
@@ -56,10 +55,12 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m camclone_jax.train.repatch", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("src", help="converted DiT folder (config.json + params/), e.g. from train.export")
-    p.add_argument("dst", help="new folder for the 1x1x1-patch DiT (must not exist)")
+    p.add_argument("dst", help="output folder for the 1x1x1-patch DiT (refused if it already holds params/)")
     args = p.parse_args(argv)
-    out = write_new_folder(args.dst, lambda: repatch(args.src, args.dst))
-    if out is None:
+    try:
+        out = repatch(args.src, args.dst)
+    except (FileNotFoundError, FileExistsError, ValueError) as err:  # save_dit refuses a folder with params/
+        print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"wrote {out}: patches {tuple(read_config(args.src).patch_size)} -> {FINE}")
     return 0
