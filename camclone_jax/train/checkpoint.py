@@ -41,7 +41,7 @@ class Checkpointer:
     """Async orbax CheckpointManager over `workdir/checkpoints`, saving every `every` steps, keeping `keep`."""
 
     def __init__(self, workdir: str | Path, *, every: int, keep: int = 3):
-        directory = Path(workdir).absolute() / CKPT_DIR
+        self.directory = directory = Path(workdir).absolute() / CKPT_DIR
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, save_interval_steps=max(1, int(every)),
                                                enable_async_checkpointing=True, create=True)
         self.every = max(1, int(every))
@@ -68,6 +68,17 @@ class Checkpointer:
                                   data=ocp.args.JsonRestore())
         out = self.manager.restore(step, args=args)
         return _from_tree(dict(out["state"]), abstract_state), out["data"]
+
+    def resume(self, state) -> tuple[Any, Any, int]:
+        """(state, data_state, step) of the newest checkpoint, restored with `state`'s shapes, dtypes and
+        shardings (so the jitted step sees the signature it was compiled for), or (state, None, 0) unchanged
+        when the run has none yet."""
+        step = self.latest_step()
+        if step is None:
+            return state, None, 0
+        state, data_state = self.restore(step, abstract(state))
+        print(f"resumed from {self.directory / str(step)} at step {step}", flush=True)
+        return state, data_state, int(step)
 
     def wait(self) -> None:
         self.manager.wait_until_finished()

@@ -17,7 +17,6 @@ checkpoint stays the newest.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -33,7 +32,6 @@ from camclone_jax.train import checkpoint, export
 from camclone_jax.train.step import StepConfig, batch_shardings, init_state, jit_train_step, state_shardings
 from configs import common
 
-log = logging.getLogger(__name__)
 
 # Dataset keys (data.py, latent mode) -> step keys (step.py); keys not listed here are dropped.
 _BATCH_KEYS = {
@@ -219,13 +217,9 @@ def train(config, workdir: str | Path, *, batches: Iterable[dict] | None = None,
     writers = _Writers(workdir)
     history: list[dict] = []
     try:
-        start = ckpt.latest_step()
-        if start is not None:
-            state, data_state = ckpt.restore(start, checkpoint.abstract(state))
+        state, data_state, start = ckpt.resume(state)
+        if start:
             data.set_state(data_state)
-            log.info("resumed from step %d", start)
-            print(f"resumed from {workdir / checkpoint.CKPT_DIR / str(start)} at step {start}", flush=True)
-        start = int(start or 0)
 
         step_fn = b_sh = None
         base_key = jax.random.key(config.seed)

@@ -372,12 +372,7 @@ def train_vae(config, workdir: str | Path, *, sampler: ClipSampler | None = None
     writer = _Metrics(workdir)
     history: list[dict] = []
     try:
-        start = ckpt.latest_step()
-        if start is not None:
-            # With the arrays' shardings: the restored leaves match the jitted step's signature (no recompile).
-            state, _ = ckpt.restore(start, checkpoint.abstract(state))
-            print(f"resumed from {workdir / CKPT_DIR / str(start)} at step {start}", flush=True)
-        start = int(start or 0)
+        state, _, start = ckpt.resume(state)
         if start == 0 and eval_clips is not None:  # the untrained model's PSNR, for reference
             row = {"eval_psnr": _eval_psnr(graphdef, rest, state.params, eval_clips, batch_size)}
             history.append({"step": 0, **row})
