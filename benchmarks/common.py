@@ -148,6 +148,18 @@ MIN_TIMED_SECONDS = 2.0
 MAX_TIMED_CALLS = 1000
 
 
+def torch_device_hooks(dev, cpu_sync=lambda out: out):
+    """(sync, device description, peak bytes fn, peak reset fn) of the torch device `dev`: on CUDA the sync waits
+    for the queue and the peak is the allocator's; on a CPU `cpu_sync` forces a result that is computed lazily
+    (a loss tensor is read) and the peak is None (the worker's RSS measures memory instead)."""
+    import torch
+
+    if dev.type == "cuda":
+        return (lambda out: torch.cuda.synchronize(), torch.cuda.get_device_name(), torch.cuda.max_memory_allocated,
+                torch.cuda.reset_peak_memory_stats)
+    return cpu_sync, cpu_name(), (lambda: None), (lambda: None)
+
+
 def measure(build, framework: str, size: str, repeats: int, threads: int) -> dict:
     """Worker body shared by the suites: `build()` -> (call, sync, device description, device peak bytes fn);
     one warm-up call (traces and compiles for JAX), VmHWM reset, then `repeats` timed calls, or more while

@@ -26,7 +26,7 @@ import argparse
 import datetime
 
 from benchmarks.common import (add_common_args, comparison_cells, cpu_name, emit, load_note, measure, parse_sizes,
-                               peak_flops, peak_note, run_pairs, run_worker_and_print, versions)
+                               peak_flops, peak_note, run_pairs, run_worker_and_print, torch_device_hooks, versions)
 
 # name -> (DiTConfig factory, its overrides, latent (F, H, W)). "full" is the real 1.3B on a latent sized so that
 # its PyTorch forward takes ~10 s on a 2-core CPU. "medium" keeps the 1.3B width (head_dim 128) with 4 layers
@@ -96,10 +96,8 @@ def build_torch(cfg, latent, threads: int):
         with torch.inference_mode():
             return model(hidden_states=x, timestep=t, encoder_hidden_states=c, return_dict=False)[0]
 
-    cuda = dev.type == "cuda"
-    sync = (lambda out: torch.cuda.synchronize()) if cuda else (lambda out: out)
-    desc = torch.cuda.get_device_name() if cuda else cpu_name()
-    return call, sync, desc, (torch.cuda.max_memory_allocated if cuda else lambda: None)
+    sync, desc, peak, _ = torch_device_hooks(dev)
+    return call, sync, desc, peak
 
 
 def run_worker(framework: str, size: str, repeats: int, threads: int) -> dict:

@@ -47,7 +47,8 @@ import sys
 import time
 
 from benchmarks.common import (add_common_args, cpu_name, emit, load_note, memory_gib, mfu, parse_sizes, peak_flops,
-                               peak_note, reset_peak_rss, rss_kib, run_worker_and_print, spawn, tflops, versions)
+                               peak_note, reset_peak_rss, rss_kib, run_worker_and_print, spawn, tflops,
+                               torch_device_hooks, versions)
 
 # name -> (DiT size: "tiny" or "1_3b", DiT overrides, VAE factory, target latent (F, H, W), default steps).
 # "tiny" is the test-sized DiT and VAE (per-call overhead). "medium" keeps the 1.3B width (head_dim 128) with 4
@@ -180,12 +181,7 @@ def build_torch(size: str, task: str, steps: int, threads: int):
         with torch.inference_mode():
             return vae.decode(x / inv_std + mean).sample
 
-    cuda = dev.type == "cuda"
-    sync = (lambda out: torch.cuda.synchronize()) if cuda else (lambda out: out)
-    desc = torch.cuda.get_device_name() if cuda else cpu_name()
-    peak = torch.cuda.max_memory_allocated if cuda else (lambda: None)
-    reset = torch.cuda.reset_peak_memory_stats if cuda else (lambda: None)
-    return loop, dec, sync, desc, peak, reset, None
+    return loop, dec, *torch_device_hooks(dev), None
 
 
 def run_worker(framework: str, size: str, repeats: int, threads: int, steps: int, task: str) -> dict:

@@ -30,7 +30,7 @@ import argparse
 import datetime
 
 from benchmarks.common import (add_common_args, comparison_cells, cpu_name, emit, load_note, measure, parse_sizes,
-                               peak_flops, peak_note, run_pairs, run_worker_and_print, versions)
+                               peak_flops, peak_note, run_pairs, run_worker_and_print, torch_device_hooks, versions)
 
 # name -> (DiTConfig preset, its overrides, target latent (F, H, W)). "medium" keeps the 1.3B width (head_dim
 # 128) with 4 layers on 17 frames at 240x416 (1950 tokens), as benchmarks/dit_forward.py's "medium": a step
@@ -132,10 +132,8 @@ def build_torch(size: str, latent, threads: int):
         optimizer.zero_grad(set_to_none=True)
         return loss
 
-    cuda = dev.type == "cuda"
-    sync = (lambda out: torch.cuda.synchronize()) if cuda else (lambda out: out.item())
-    desc = torch.cuda.get_device_name() if cuda else cpu_name()
-    return call, sync, desc, (torch.cuda.max_memory_allocated if cuda else lambda: None)
+    sync, desc, peak, _ = torch_device_hooks(dev, cpu_sync=lambda loss: loss.item())
+    return call, sync, desc, peak
 
 
 def run_worker(framework: str, size: str, repeats: int, threads: int) -> dict:

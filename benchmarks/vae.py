@@ -39,7 +39,8 @@ import sys
 import time
 
 from benchmarks.common import (add_common_args, cpu_name, emit, load_note, mfu, parse_sizes, peak_flops, peak_note,
-                               reset_peak_rss, rss_kib, run_worker_and_print, seconds, spawn, tflops, versions)
+                               reset_peak_rss, rss_kib, run_worker_and_print, seconds, spawn, tflops,
+                               torch_device_hooks, versions)
 
 # name -> (VAEConfig factory, pixel clip (T, H, W)). "small" is the required CPU point; "clip" trades frames for
 # resolution (4x the pixels per frame); "tiny" (width 8) shows the fixed per-call overhead.
@@ -128,12 +129,7 @@ def build_torch(cfg, clip, threads: int):
         with torch.no_grad():
             return vae.decode(z).sample
 
-    cuda = dev.type == "cuda"
-    sync = (lambda out: torch.cuda.synchronize()) if cuda else (lambda out: out)
-    desc = torch.cuda.get_device_name() if cuda else cpu_name()
-    peak = torch.cuda.max_memory_allocated if cuda else (lambda: None)
-    reset = torch.cuda.reset_peak_memory_stats if cuda else (lambda: None)
-    return enc, dec, sync, desc, peak, reset, None
+    return enc, dec, *torch_device_hooks(dev), None
 
 
 def run_worker(framework: str, size: str, repeats: int, threads: int) -> dict:
