@@ -23,6 +23,9 @@ Rules (CamCloneMaster's Camera Clone Dataset, spec camera_control.md 8.3, scaled
 Layout of DIR:
     train.csv, test.csv       CameraClone index: video_path, caption, ref_video_path, content_video_path
                               (paths relative to DIR; camclone_jax.train.data.camclone_index reads them)
+    train_rotation.csv, test_rotation.csv
+                              the rows of each whose target camera only turns (pan, tilt, roll): what the
+                              rotation stage of configs/synthetic_camclone.py trains on
     metadata.csv              MultiCamVideo index of the train split: file_name (relative to train/), text
                               (camclone_jax.train.data.multicam_index reads DIR with it)
     {train,test}/locNNNN/
@@ -56,7 +59,7 @@ from pathlib import Path
 import numpy as np
 
 from camclone_jax.data import render as R
-from camclone_jax.data.trajectories import Trajectory, trajectory_set
+from camclone_jax.data.trajectories import ROTATION_KINDS, Trajectory, trajectory_set
 
 GROUP_SIZE = 4
 CAMERA_JSON = "cameras/camera_extrinsics.json"
@@ -348,10 +351,13 @@ def generate(out, *, locations: int = 8, test_locations: int = 4, frames: int = 
             _write_json(folder / "scene.json", loc["info"] | {
                 "split": split, "group": group, "trajectories": [t.to_json() for t in trajs]})
         rows = triples(seed, locs, split, cameras, captions)
-        with open(out / f"{split}.csv", "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
+        turns = {video_key(split, loc, i) for loc in locs
+                 for i, traj in enumerate(trajs_by_group[loc // GROUP_SIZE]) if traj.kind in ROTATION_KINDS}
+        for name, chosen in ((split, rows), (f"{split}_rotation", [r for r in rows if r["video_path"] in turns])):
+            with open(out / f"{name}.csv", "w", newline="", encoding="utf-8") as f:
+                writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
+                writer.writeheader()
+                writer.writerows(chosen)
     with open(out / "metadata.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=("file_name", "text"))
         writer.writeheader()

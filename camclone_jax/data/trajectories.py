@@ -41,6 +41,7 @@ from camclone_jax.sample.camera import rot_x, rot_y
 KINDS = ("pan", "tilt", "roll", "translate", "arc", "spline")
 # The ten cameras of a location group (cam01..cam10), in order.
 DEFAULT_KINDS = ("pan", "tilt", "roll", "translate", "translate", "arc", "arc", "spline", "spline", "spline")
+ROTATION_KINDS = ("pan", "tilt", "roll")  # the camera only turns about its own centre
 BASIC_ANGLE_RANGE = (5.0, 75.0)
 TRANSLATE_RANGE = (0.4, 1.2)
 ARC_YAW_RANGE = (10.0, 60.0)
@@ -113,7 +114,7 @@ class Trajectory:
         s = np.asarray(s, np.float64)
         out = np.zeros(s.shape + (6,))
         spec = self.spec
-        if self.kind in ("pan", "tilt", "roll"):
+        if self.kind in ROTATION_KINDS:
             out[..., {"pan": 3, "tilt": 4, "roll": 5}[self.kind]] = spec["angle"] * s
         elif self.kind == "translate":
             out[..., "xyz".index(spec["axis"])] = spec["distance"] * s

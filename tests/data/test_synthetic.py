@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import math
@@ -295,6 +296,19 @@ def test_layout_loads_with_the_project_readers(dataset):
 
     videos, scenes_idx, train_dir = multicam_index(out)
     assert len(videos) == 4 * 3 and train_dir == out / "train" and len(scenes_idx) == 4
+
+
+def test_rotation_index_holds_the_rows_whose_target_only_turns(tmp_path):
+    from camclone_jax.eval.heldout import cameras_json, is_rotation_only
+
+    S.generate(tmp_path, **(SMALL | dict(cameras=4, test_locations=0)), write_mp4=False)  # pan tilt roll translate
+    with open(tmp_path / "train.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    with open(tmp_path / "train_rotation.csv", newline="") as f:
+        rotation = list(csv.DictReader(f))
+    # judged by the ground-truth poses (no camera translation), not by the trajectory's name
+    assert rotation == [r for r in rows if is_rotation_only(cameras_json(tmp_path / r["video_path"]))]
+    assert 0 < len(rotation) < len(rows) and len(rotation) == 4 * 3 * 3  # 3 of 4 cameras turn
 
 
 def test_deterministic(tmp_path, dataset):

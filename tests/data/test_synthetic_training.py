@@ -58,17 +58,22 @@ def test_train_two_steps_on_raw_videos(synth, tmp_path):
 
 def test_stages():
     base, motion = _config(None), _config("stage=motion,init=/some/base")
+    rotation = _config("stage=rotation,init=/some/motion,latents=/some/rotation_latents")
     stage2 = _config("stage=camclone,init=/some/dit")
-    assert base.optimizer.trainable == motion.optimizer.trainable == () and base.model_init == ""
+    assert base.optimizer.trainable == motion.optimizer.trainable == rotation.optimizer.trainable == ()
+    assert base.model_init == "" and rotation.model_init == "/some/motion"
     assert stage2.optimizer.trainable == ("self_attn",) and stage2.model_init == "/some/dit"
     assert motion.model_init == "/some/base"
     assert base.input.content_dropout == stage2.input.content_dropout == 0.5
     # upstream's flow recipe for base; per-sample t, shift 3, unweighted for the stages that learn the camera
     assert (base.flow.per_sample_timesteps, base.flow.shift, base.flow.weighting) == (False, 5.0, "bsmntw")
-    for later in (motion, stage2):
+    for later in (motion, rotation, stage2):
         assert (later.flow.per_sample_timesteps, later.flow.shift, later.flow.weighting) == (True, 3.0, "none")
     assert motion.optimizer.schedule == "cosine" and motion.optimizer.decay_steps > motion.total_steps
-    for stage in ("camclone", "motion"):
+    # the rotation stage runs its cosine to the end
+    assert (rotation.optimizer.schedule, rotation.optimizer.decay_steps, rotation.total_steps) == ("cosine", 6000,
+                                                                                                 6000)
+    for stage in ("camclone", "motion", "rotation"):
         with pytest.raises(ValueError, match="init="):
             _config(f"stage={stage}")
     with pytest.raises(ValueError, match="unknown stage"):
