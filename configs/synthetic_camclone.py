@@ -7,7 +7,7 @@ Content dropout 0.5 trains I2V (content zeroed) and V2V in one model. Input: pre
 from `python -m camclone_jax.train.precompute`, ~15x cheaper per step on a CPU) or raw videos encoded in the
 trainer (`data=.../train.csv`, the default).
 
-The paper trains in two stages after Wan's pretraining; with no pretrained tiny Wan there are three, `stage`
+The paper trains in two stages after Wan's pretraining; with no pretrained tiny Wan there are four, `stage`
 picks one:
   base      every weight trained from random init (optimizer.trainable = ()) with upstream's flow recipe (one t
             per batch, shift 5, the bell-shaped weight): it learns the first frame and a video prior, and hardly
@@ -20,8 +20,8 @@ picks one:
   rotation  every weight again, from the exported motion run, with the motion recipe, on the triples whose
             target camera only turns (latents precomputed from the dataset's train_rotation.csv): after the mixed
             motion stage the DiT turned far less than its reference on them; lr 5e-4 on a 6000-step cosine
-  camclone  only every block's self_attn trained (as configs/camclonemaster.py), from the exported motion run,
-            with the motion stage's flow recipe
+  camclone  only every block's self_attn trained (as configs/camclonemaster.py), from the exported rotation run,
+            with the motion stage's flow recipe, on all the triples
 
 Frames: 17 (4k+1) at the dataset's 64x96 (multiples of 16), i.e. 5 latent frames of 4x6 tokens, x3 clips on the
 frame axis; batch 8 (it splits over data x fsdp). The whole chain (README "A small trained model"):
@@ -39,8 +39,13 @@ frame axis; batch 8 (it splits over data x fsdp). The whole chain (README "A sma
   python -m camclone_jax.train --workdir runs/motion --config \
       configs/synthetic_camclone.py:stage=motion,init=ckpt/synthc_base,latents=data/synthc_lat,encoders=data/synthc_enc
   python -m camclone_jax.train.export runs/motion ckpt/synthc_motion
+  python -m camclone_jax.train.precompute ...  (as above, --data data/synthc/train_rotation.csv
+      --out data/synthc_lat_rotation)
+  python -m camclone_jax.train --workdir runs/rotation --config configs/synthetic_camclone.py:stage=rotation,\
+init=ckpt/synthc_motion,latents=data/synthc_lat_rotation,encoders=data/synthc_enc
+  python -m camclone_jax.train.export runs/rotation ckpt/synthc_rotation
   python -m camclone_jax.train --workdir runs/camclone --config configs/synthetic_camclone.py:stage=camclone,\
-init=ckpt/synthc_motion,latents=data/synthc_lat,encoders=data/synthc_enc
+init=ckpt/synthc_rotation,latents=data/synthc_lat,encoders=data/synthc_enc
 (the shipped base run took three resumed legs, README "A small trained model").
 `patch=1` trains 1x1x1 patches instead of Wan's 1x2x2: 8x12 tokens per latent frame, so that a camera motion
 of one latent pixel moves the tokens; 4x the tokens, a step ~4x slower (2.1-2.2 s against 0.5 s at batch 8).
