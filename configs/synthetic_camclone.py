@@ -59,7 +59,8 @@ import ml_collections
 
 from configs import common
 
-STAGES = {"base": (), "motion": (), "rotation": (), "camclone": ("self_attn",)}  # optimizer.trainable; () trains everything
+# stage -> optimizer.trainable; () trains everything
+STAGES = {"base": (), "motion": (), "rotation": (), "camclone": ("self_attn",)}
 TEXT_DIM = 64  # camclone_jax.models.umt5.tiny_umt5().dim
 IMAGE_DIM = 64  # camclone_jax.models.clip_vision.tiny_clip().dim; 224 px -> 257 tokens (the DiT's default)
 
