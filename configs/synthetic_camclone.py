@@ -99,6 +99,8 @@ def get_config(arg=None):
     config.input.height = 32 if arg.runlocal else 64  # pixels; multiple of 16
     config.input.width = 48 if arg.runlocal else 96
     config.input.content_dropout = 0.5  # p of zeroing the content latents (I2V); as configs/camclonemaster.py
+    config.input.cache = False  # latents only: keep the decoded records in memory (a GPU outruns the reads)
+    config.input.read_threads = 4
 
     config.flow = common.flow_block()
     if arg.stage != "base":  # the motion recipe (module doc)

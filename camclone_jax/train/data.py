@@ -39,7 +39,6 @@ import numpy as np
 
 from camclone_jax.sample.camera import RECAM_DIVISOR, SYNCAM_DIVISOR, load_camera_json, recam_embedding
 from camclone_jax.sample.camera import syncam_embedding
-from camclone_jax.sample.video import read_video
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +174,7 @@ class RawVideos:
         self.size = dict(num_frames=num_frames, height=height, width=width)
 
     def video(self, key: str) -> np.ndarray:
+        from camclone_jax.sample.video import read_video  # PyAV: raw videos only; latents train without it
         return read_video(self.root / key, short=self.short, **self.size)
 
     def c2ws(self, key: str, camera: int, divisor: float) -> np.ndarray:
@@ -301,11 +301,12 @@ class _Build:
 def make_dataset(kind: str, path: str | Path, *, num_frames: int, height: int, width: int, batch_size: int,
                  seed: int, process_index: int | None = None, process_count: int | None = None,
                  latents: bool = False, num_epochs: int | None = None, read_threads: int = 4,
-                 prefetch: int = 8) -> grain.IterDataset:
+                 prefetch: int = 8, cache: bool = False) -> grain.IterDataset:
     """A grain IterDataset of host-local batches (see the module doc for keys and shapes).
 
     path: camclone -> the CSV (or a folder holding one); recam/syncam -> the folder with metadata.csv and train/;
-    latents=True -> the output folder of `camclone_jax.train.precompute` (num_frames/height/width must match it).
+    latents=True -> the output folder of `camclone_jax.train.precompute` (num_frames/height/width must match it);
+    cache=True then keeps its decoded records in memory (`LatentStore`).
     Pipeline: index -> this process's shard `[process_index::process_count]` -> seeded shuffle (reshuffled each
     epoch) -> repeat (`num_epochs`, None = forever) -> build examples in `read_threads` threads -> skip-counting
     batcher. Iterate with `it = iter(ds)`; `it.get_state()` / `it.set_state(state)` checkpoint the position.
@@ -318,7 +319,7 @@ def make_dataset(kind: str, path: str | Path, *, num_frames: int, height: int, w
         # Imported here: precompute imports this module for the indexes.
         from camclone_jax.train.precompute import LatentStore
 
-        store = LatentStore(path, kind=kind, num_frames=num_frames, height=height, width=width)
+        store = LatentStore(path, kind=kind, num_frames=num_frames, height=height, width=width, cache=cache)
         items, build = _builder(kind, store, store.index, num_frames)
     else:
         items, build = _raw_builder(kind, Path(path), num_frames, height, width)

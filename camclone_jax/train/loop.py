@@ -80,7 +80,8 @@ class _Batches:
 
             ds = make_dataset(kind, inp.data, num_frames=inp.num_frames, height=inp.height, width=inp.width,
                               batch_size=inp.batch_size // jax.process_count(), seed=config.seed,
-                              latents=fmt == "latents")
+                              latents=fmt == "latents", read_threads=inp.get("read_threads", 4),
+                              cache=inp.get("cache", False))
             self.it, self.convert = iter(ds), fmt
             if fmt == "videos" and self.encoders is None:
                 from camclone_jax.train.online import load_encoders

@@ -82,6 +82,22 @@ def test_camclone_precompute_resume_and_latent_dataset(tmp_path, models):
     np.testing.assert_allclose(b["text"][i], text, atol=1e-5)
     assert np.all(b["text"][i, b["text_len"][i]:] == 0)
 
+    # cache=True: the same batches, and every record is read from disk once however many epochs.
+    cached = list(data.make_dataset("camclone", out, latents=True, batch_size=2, seed=0, process_index=0,
+                                    process_count=1, num_epochs=1, cache=True, **SIZE))
+    assert len(cached) == len(batches)
+    for got, want in zip(cached, batches):
+        for key in ("target", "ref", "content", "y", "clip_feature", "text", "text_len"):
+            np.testing.assert_array_equal(got[key], want[key])
+    store = precompute.LatentStore(out, kind="camclone", cache=True, **SIZE)
+    reads = []
+    source = store.source
+    store.source = type("Counting", (), {"__getitem__": lambda self, i: reads.append(i) or source[i]})()
+    for _ in range(3):
+        np.testing.assert_array_equal(store.video(row.target), b["target"][i])
+        np.testing.assert_array_equal(store.text(row.caption)["text"], b["text"][i])
+    assert len(reads) == 2  # one video record, one text record
+
 
 def test_recam_and_syncam_latents(tmp_path, models):
     root = make_multicam(tmp_path / "mc", scenes=2, short=(1, 3), syncam=True)
@@ -148,3 +164,20 @@ def test_trains_from_precomputed_shards_and_from_raw_videos_alike(tmp_path, mode
 
     with pytest.raises(ValueError, match="config.input.encoders"):
         train(config_for("videos", csv_path), tmp_path / "raw2")
+
+
+def test_latent_training_needs_no_pyav():
+    # Accelerator images often lack PyAV: training and export from precomputed latents must not import it.
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "class NoAV:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'av': raise ImportError('PyAV blocked')\n"
+            "sys.meta_path.insert(0, NoAV())\n"
+            "import camclone_jax.train.loop, camclone_jax.train.data, camclone_jax.train.precompute\n"
+            "import camclone_jax.train.export, camclone_jax.train.__main__\n"
+            "assert 'av' not in sys.modules\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
