@@ -73,7 +73,12 @@ def test_stages():
     # the rotation stage runs its cosine to the end
     assert (rotation.optimizer.schedule, rotation.optimizer.decay_steps, rotation.total_steps) == ("cosine", 6000,
                                                                                                  6000)
-    for stage in ("camclone", "motion", "rotation"):
+    scenes = _config("stage=scenes,init=/some/camclone,latents=/some/scenes_latents")
+    assert scenes.optimizer.trainable == () and scenes.model_init == "/some/camclone"
+    assert (scenes.input.batch_size, scenes.input.cache, scenes.optimizer.lr) == (32, True, 1e-3)
+    assert (scenes.optimizer.decay_steps, scenes.total_steps) == (7900, 7900) and not rotation.input.cache
+    assert (scenes.flow.per_sample_timesteps, scenes.flow.shift, scenes.flow.weighting) == (True, 3.0, "none")
+    for stage in ("camclone", "motion", "rotation", "scenes"):
         with pytest.raises(ValueError, match="init="):
             _config(f"stage={stage}")
     with pytest.raises(ValueError, match="unknown stage"):
