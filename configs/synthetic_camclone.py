@@ -52,6 +52,13 @@ init=ckpt/synthc_motion,latents=data/synthc_lat_rotation,encoders=data/synthc_en
   python -m camclone_jax.train.export runs/rotation ckpt/synthc_rotation
   python -m camclone_jax.train --workdir runs/camclone --config configs/synthetic_camclone.py:stage=camclone,\
 init=ckpt/synthc_rotation,latents=data/synthc_lat,encoders=data/synthc_enc
+  python -m camclone_jax.train.export runs/camclone ckpt/synthc_camclone --dtype bfloat16
+  python -m camclone_jax.data.synthetic --out data/synthc_more/sS ... --locations 24 --seed S  (S = 101..115)
+  python -m camclone_jax.data.combine data/synthc_more/train_rotation.csv data/synthc_more/s*/train_rotation.csv
+  python -m camclone_jax.train.precompute ...  (--data data/synthc_more/train_rotation.csv
+      --out data/synthc_lat_scenes --dtype bfloat16)
+  python -m camclone_jax.train --workdir runs/scenes --config configs/synthetic_camclone.py:stage=scenes,\
+init=ckpt/synthc_camclone,latents=data/synthc_lat_scenes,encoders=data/synthc_enc
 (the shipped base run took three resumed legs, README "A small trained model").
 `patch=1` trains 1x1x1 patches instead of Wan's 1x2x2: 8x12 tokens per latent frame, so that a camera motion
 of one latent pixel moves the tokens; 4x the tokens, a step ~4x slower (2.1-2.2 s against 0.5 s at batch 8).
