@@ -30,7 +30,7 @@ picks one:
             cores
 
 Frames: 17 (4k+1) at the dataset's 64x96 (multiples of 16), i.e. 5 latent frames of 4x6 tokens, x3 clips on the
-frame axis; batch 8 (it splits over data x fsdp). The whole chain (README "A small trained model"):
+frame axis; batch 8, 32 for scenes (it splits over data x fsdp). The whole chain (README "A small trained model"):
 
   python -m camclone_jax.data.synthetic --out data/synthc --locations 96 --test-locations 8 --frames 17 \
       --detail coarse --seed 1
