@@ -50,10 +50,13 @@ def _restore(directory: Path, abstract: dict[Any, Any], shardings=None) -> dict[
     """Restores params/ as stored (dtype of the file) into the structure of `abstract` (a pure dict)."""
     stored = ocp.StandardCheckpointer().metadata(directory / PARAMS_DIR)
     stored = getattr(stored, "item_metadata", stored)
-    target = jax.tree.map(lambda a, m: jax.ShapeDtypeStruct(a.shape, m.dtype), _str_keys(abstract), dict(stored))
-    if shardings is not None:
-        target = jax.tree.map(lambda t, s: jax.ShapeDtypeStruct(t.shape, t.dtype, sharding=s), target,
-                              _str_keys(shardings))
+    if shardings is None:
+        # Without a target sharding orbax falls back to the one saved beside the arrays ("cpu:0" for the shipped
+        # assets), which a GPU or TPU process cannot build ("Topology mismatch"): load onto this process's device.
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        shardings = jax.tree.map(lambda _: device, abstract)
+    target = jax.tree.map(lambda a, m, s: jax.ShapeDtypeStruct(a.shape, m.dtype, sharding=s),
+                          _str_keys(abstract), dict(stored), _str_keys(shardings))
     with ocp.StandardCheckpointer() as checkpointer:
         restored = checkpointer.restore(directory / PARAMS_DIR, target)
     return _like(abstract, restored)
