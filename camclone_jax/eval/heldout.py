@@ -176,9 +176,12 @@ def evaluate(models, triples: list[Triple], out: Path, *, num_frames: int, heigh
 
     size = dict(num_frames=num_frames, height=height, width=width)
 
-    def sample(prompt, ref, content=None, image=None, s=0):
+    def sample(prompt, ref, content=None, image=None, s=0, sampler=sampler):
         inputs = Inputs(prompt=prompt, ref_video=ref, content_video=content, image=image)
         return generate(models, "camclone", inputs, sampler=sampler, seed=s, tiled=False, progress=False, **size)[0]
+
+    # With a frozen reference the camera-guidance term is exactly zero: skip its pass.
+    static_sampler = dataclasses.replace(sampler, camera_scale=1.0)
 
     rows = []
     for k, t in enumerate(tqdm(triples, desc="held-out triples", unit="triple", disable=not progress)):
@@ -188,7 +191,8 @@ def evaluate(models, triples: list[Triple], out: Path, *, num_frames: int, heigh
             "model_v2v": sample(t.caption, ref, content, s=seed + k),
             "model_i2v": sample(t.caption, ref, image=content[0], s=seed + k),
             "content": content,
-            "static_ref": sample(t.caption, np.repeat(ref[:1], num_frames, axis=0), content, s=seed + k),
+            "static_ref": sample(t.caption, np.repeat(ref[:1], num_frames, axis=0), content, s=seed + k,
+                                 sampler=static_sampler),
             "ground_truth": target,
             "vae_round_trip": np.asarray(decode(models.vae, encode(models.vae, jnp.asarray(target)[None])))[0],
         }
@@ -322,6 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "of MODELS/example/example.json when there is one, as in the shipped folder, else 5)")
     p.add_argument("--cfg", type=float, default=1.0, help="text guidance scale (default 1: no unconditional pass; "
                    "the synthetic captions carry no camera information)")
+    p.add_argument("--camera-scale", type=float, default=1.0,
+                   help="camera guidance scale of the model rows (default 1: off). The static-reference baseline "
+                        "is the same sampler with a frozen reference, where camera guidance changes nothing")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--examples", type=int, default=3, help="PNG strips of the first N triples (default 3)")
     p.add_argument("--no-progress", action="store_true")
@@ -341,14 +348,15 @@ def main(argv=None) -> int:
         from camclone_jax.sample.demo import sampler_shift
         args.shift = sampler_shift(args.models)
     report = evaluate(models, triples, args.out, **size,
-                      sampler=Sampler("euler", args.steps, args.shift, args.cfg), methods=tuple(args.method),
+                      sampler=Sampler("euler", args.steps, args.shift, args.cfg, args.camera_scale), methods=tuple(args.method),
                       seed=args.seed, examples=args.examples, progress=not args.no_progress)
     report["args"] = {k: str(v) for k, v in vars(args).items()}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(report, indent=1) + "\n")
     kind = "rotation-only held-out" if args.rotation_only else "held-out"
     text = (f"{len(triples)} {kind} triples of {args.data} ({args.split}.csv), {size['num_frames']} frames "
-            f"{size['height']}x{size['width']}, {args.steps} Euler steps at shift {args.shift:g}\n")
+            f"{size['height']}x{size['width']}, {args.steps} Euler steps at shift {args.shift:g}"
+            f"{f', camera guidance {args.camera_scale:g}' if args.camera_scale != 1 else ''}\n")
     for method in args.method:
         text += (f"\n{format_table(report, method)}\n\n{format_ratios(report, method)}\n\n"
                  f"{format_by_trajectory(report['rows'], method)}\n")

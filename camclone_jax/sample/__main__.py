@@ -80,6 +80,10 @@ def _common(parser: argparse.ArgumentParser, task: str) -> None:
     gen.add_argument("--shift", type=float, default=sampler.shift, help=f"sigma shift (default {sampler.shift})")
     gen.add_argument("--cfg-scale", type=float, default=sampler.cfg_scale,
                      help="text classifier-free guidance; 1 disables the unconditional pass (default 5.0)")
+    gen.add_argument("--camera-scale", type=float, default=1.0,
+                     help="camera guidance (camclone, recam): one more pass with the camera held still (a frozen "
+                          "reference / the identity trajectory), and the result is pushed away from it by this "
+                          "scale; > 1 follows the camera more strongly, 1 disables it (default 1, as upstream)")
     gen.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     gen.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                      help="compute dtype of the networks (bfloat16 on GPU/TPU; default float32)")
@@ -196,14 +200,15 @@ def parse_mesh(text: str):
 
 def run_task(args) -> list[Path]:
     from camclone_jax.sample.checkpoints import CheckpointPaths, check_checkpoints, load_models
-    from camclone_jax.sample.tasks import check_inputs, generate
+    from camclone_jax.sample.tasks import check_inputs, check_sampler, generate
 
-    sampler = Sampler(args.solver, args.steps, args.shift, args.cfg_scale)
+    sampler = Sampler(args.solver, args.steps, args.shift, args.cfg_scale, args.camera_scale)
     paths = CheckpointPaths.resolve(args.models, dit=args.dit, vae=args.vae, text_encoder=args.text_encoder,
                                     tokenizer=args.tokenizer, clip=getattr(args, "clip", None))
     check_checkpoints(args.task, paths)
     inputs, poses = read_inputs(args)
     check_inputs(args.task, inputs, args.frames, args.height, args.width)
+    check_sampler(args.task, sampler)
     output = Path(args.output)
     if output.suffix.lower() != ".mp4":
         raise CLIError(f"--output must end in .mp4, got {output}")

@@ -24,9 +24,11 @@ import numpy as np
 from camclone_jax.models.wan_vae import decode, num_latent_frames
 from camclone_jax.sample.conditions import (NEGATIVE_PROMPT, TILE_SIZE, TILE_STRIDE, clip_features, encode_text,
                                             encode_video, image_condition, zeros_like_latents)
+from camclone_jax.sample.camera import pose_embedding
 from camclone_jax.sample.denoise import Sampler, denoise, noise_like
 
 TASKS = ("t2v", "i2v", "camclone", "recam", "syncam")
+CAMERA_GUIDED_TASKS = ("camclone", "recam")  # tasks with a camera condition that can be held still
 TASK_VARIANTS = {"t2v": ("t2v",), "i2v": ("i2v", "camclone"), "camclone": ("camclone",), "recam": ("recam",),
                  "syncam": ("syncam",)}
 # Wan I2V prefixes "camera shake," to the base negative prompt (wan.md 8.8).
@@ -112,6 +114,13 @@ def check_inputs(task: str, inputs: Inputs, num_frames: int, height: int, width:
         raise ValueError(f"syncam cam_emb must be [views, {frames}, 12], got {list(inputs.cam_emb.shape)}")
 
 
+def check_sampler(task: str, sampler: Sampler) -> None:
+    """Camera guidance needs a task whose camera can be held still (`static_camera`)."""
+    if sampler.camera_guided and task not in CAMERA_GUIDED_TASKS:
+        raise ValueError(f"camera guidance (camera scale {sampler.camera_scale:g}) works for the tasks "
+                         f"{', '.join(CAMERA_GUIDED_TASKS)}, not {task!r}; use a camera scale of 1")
+
+
 def generate(models: Models, task: str, inputs: Inputs, *, num_frames: int = 81, height: int = 480,
              width: int = 832, sampler: Sampler | None = None, seed: int = 0, tiled: bool = True,
              progress: bool = True, mesh=None) -> np.ndarray:
@@ -120,6 +129,7 @@ def generate(models: Models, task: str, inputs: Inputs, *, num_frames: int = 81,
     check_variant(task, models.variant)
     check_inputs(task, inputs, num_frames, height, width)
     sampler = sampler or DEFAULT_SAMPLERS[task]
+    check_sampler(task, sampler)
     views = inputs.cam_emb.shape[0] if task == "syncam" else 1
     negative = inputs.negative_prompt if inputs.negative_prompt is not None else default_negative_prompt(task)
     prompts = [inputs.prompt, negative] if sampler.guided else [inputs.prompt]
@@ -130,9 +140,11 @@ def generate(models: Models, task: str, inputs: Inputs, *, num_frames: int = 81,
         negative_text = None if negative_text is None else jnp.repeat(negative_text, views, axis=0)
 
     conditions = task_conditions(models, task, inputs, num_frames, height, width, tiled, progress)
+    static = (static_camera(models, task, inputs, conditions, num_frames, tiled, progress)
+              if sampler.camera_guided else None)
     noise = noise_like(seed, (views, num_latent_frames(num_frames), height // 8, width // 8, 16))
     latents = denoise(models.dit, noise, text, negative_text, sampler, num_views=views, progress=progress,
-                      mesh=mesh, **conditions)
+                      mesh=mesh, static_camera=static, **conditions)
     tiles = dict(tile_size=TILE_SIZE, tile_stride=TILE_STRIDE, progress=progress) if tiled else {}
     return np.stack([np.asarray(decode(models.vae, latents[v:v + 1], **tiles))[0] for v in range(views)])
 
@@ -157,6 +169,20 @@ def task_conditions(models: Models, task: str, inputs: Inputs, num_frames: int, 
                    if inputs.content_video is not None else zeros_like_latents(1, num_frames, height, width))
         conditions["cond_latents"] = jnp.concatenate([reference, content], axis=1)
     return conditions
+
+
+def static_camera(models: Models, task: str, inputs: Inputs, conditions: dict, num_frames: int, tiled: bool,
+                  progress: bool) -> dict:
+    """The camera conditions of `task` with the camera held still, for camera guidance (`Sampler.camera_scale`):
+    camclone's reference replaced by its first frame repeated, recam's trajectory by the identity pose."""
+    if task == "camclone":
+        frozen = np.repeat(np.asarray(inputs.ref_video, np.float32)[:1], num_frames, axis=0)[None]
+        reference = encode_video(models.vae, frozen, tiled=tiled, progress=progress)
+        content = conditions["cond_latents"][:, reference.shape[1]:]
+        return dict(cond_latents=jnp.concatenate([reference, content], axis=1))
+    if task == "recam":
+        return dict(cam_emb=jnp.broadcast_to(jnp.asarray(pose_embedding(np.eye(4))), conditions["cam_emb"].shape))
+    raise ValueError(f"camera guidance works for the tasks {CAMERA_GUIDED_TASKS}, not {task!r}")
 
 
 def plot_path(video_path: str | Path) -> Path:

@@ -152,10 +152,12 @@ def test_i2v(ckpt, media, tmp_path, capsys):
     check_output(out, 2 * WIDTH)
 
 
-def test_camclone_v2v(ckpt, media, tmp_path, capsys):
+@pytest.mark.parametrize("camera_scale", ["1", "2.5"])
+def test_camclone_v2v(ckpt, media, tmp_path, capsys, camera_scale):
     out = tmp_path / "camclone_v2v.mp4"
     run_cli("camclone", "--models", ckpt / "camclone", "--ref-video", media["ref"], "--content-video",
-            media["content"], "--prompt", "a red car", "--output", out, "--side-by-side", *FAST, capsys=capsys)
+            media["content"], "--prompt", "a red car", "--output", out, "--side-by-side", "--camera-scale",
+            camera_scale, *FAST, capsys=capsys)
     check_output(out, 3 * WIDTH)
 
 
@@ -181,12 +183,9 @@ def test_recam_with_explicit_checkpoint_flags(ckpt, media, tmp_path, capsys, tra
     check_output(out, WIDTH, plot=True)
 
 
-# Library bug: `write_outputs` (camclone_jax/sample/__main__.py) builds its `panels` dict eagerly, so the camclone
-# entry calls `still(inputs.image)` with image None for every task that has neither image nor content video
-# (recam, t2v, syncam): TypeError after the whole generation. Drop the marker once it is fixed.
-def test_recam_side_by_side(ckpt, media, tmp_path, capsys):
+def test_recam_side_by_side_with_camera_guidance(ckpt, media, tmp_path, capsys):
     out = tmp_path / "recam_sbs.mp4"
-    recam(ckpt, media, out, "1", "--side-by-side", capsys=capsys)
+    recam(ckpt, media, out, "1", "--side-by-side", "--camera-scale", "2", capsys=capsys)
     check_output(out, 2 * WIDTH, plot=True)  # source | result
 
 
@@ -233,6 +232,8 @@ BAD = {
                                  "camclone needs --content-video (V2V) or --image (I2V)"),
     "bad_trajectory": (["recam", "--models", "{recam_models}", "--source-video", "{ref}", "--trajectory",
                         "spin:20"], "malformed camera spec 'spin:20'"),
+    "camera_guidance_t2v": (["t2v", "--models", "{t2v}", "--camera-scale", "2"],
+                            "camera guidance (camera scale 2) works for the tasks camclone, recam, not 't2v'"),
     "output_not_mp4": (["t2v", "--models", "{t2v}", "--output", "{out_dir}/result.avi"],
                        "--output must end in .mp4"),
 }
