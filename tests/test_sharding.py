@@ -89,3 +89,33 @@ def test_sharded_forward_on_8_cpu_devices_matches_single_device(variant):
     run = subprocess.run([sys.executable, "-c", SHARDED_FORWARD, variant], capture_output=True, text=True, env=env)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.startswith("ok")
+
+
+SAVE_FROM_DEVICE_7 = textwrap.dedent("""
+import sys
+import jax
+from flax import nnx
+from camclone_jax.models.loading import save_model
+from camclone_jax.models.wan_vae import WanVAE, tiny_vae
+params = nnx.state(WanVAE(tiny_vae(), rngs=nnx.Rngs(0)), nnx.Param).to_pure_dict()
+save_model(sys.argv[1], tiny_vae(), jax.device_put(params, jax.devices()[7]))
+""")
+
+
+def test_a_folder_saved_on_other_devices_loads_onto_this_one(tmp_path):
+    # Orbax records each array's device beside it; restoring without a target sharding tried to rebuild that
+    # device ("Topology mismatch"), which a shipped folder saved on cpu:0 hit on a GPU.
+    import jax
+
+    from camclone_jax.models.loading import load_vae
+    from camclone_jax.models.wan_vae import WanVAE, tiny_vae
+
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+    run = subprocess.run([sys.executable, "-c", SAVE_FROM_DEVICE_7, str(tmp_path / "vae")], capture_output=True,
+                         text=True, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    loaded = nnx.state(load_vae(tmp_path / "vae"), nnx.Param).to_pure_dict()
+    expected = nnx.state(WanVAE(tiny_vae(), rngs=nnx.Rngs(0)), nnx.Param).to_pure_dict()
+    for got, want in zip(jax.tree.leaves(loaded), jax.tree.leaves(expected), strict=True):
+        assert got.devices() == {jax.devices()[0]}
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
