@@ -161,6 +161,11 @@ def denoise(dit, noise: Float[Array, "B F h w C"], text: Float[Array, "B S D"],
     params = params.to_pure_dict()  # jit flattens a plain dict in C++, an nnx.State in Python
     latents = jnp.array(noise, copy=True)  # the loop donates its latents; the caller keeps `noise`
     state = _solver_init(sampler, table, latents)
+    weights_on = jax.tree.leaves(params)[0].sharding
+    if len(weights_on.device_set) == 1:
+        # All committed to one device, as step 0's outputs will be: an uncommitted first input would compile the
+        # step a second time at step 1.
+        params, latents, state = jax.device_put((params, latents, state), weights_on)
     timesteps = jnp.asarray(timesteps)
     scales = jnp.asarray([sampler.cfg_scale, sampler.camera_scale], jnp.float32)
     for k in tqdm(range(sampler.steps), desc=f"denoising ({sampler.solver})", unit="step", disable=not progress):

@@ -3,6 +3,8 @@ argument checks. (Parity of whole loops with diffusers is in test_pipeline_parit
 
 from __future__ import annotations
 
+import logging
+
 import jax
 import numpy as np
 import pytest
@@ -30,12 +32,17 @@ def texts(seed=0, batch=1):
 
 
 @pytest.mark.parametrize("solver", ["euler", "unipc", "flow_euler"])
-def test_the_loop_compiles_once_and_moves_the_latents(dit, solver):
+def test_the_loop_compiles_once_and_moves_the_latents(dit, solver, caplog):
     text, negative = texts()
     noise = noise_like(0, SHAPE)
     before = denoise_module._step._cache_size()
-    out = denoise(dit, noise, text, negative, Sampler(solver, steps=4, shift=3.0), progress=False)
+    graphdef, params = nnx.split(dit)
+    loaded = nnx.merge(graphdef, jax.device_put(params, jax.devices()[0]))  # committed, as a loaded checkpoint
+    with jax.log_compiles(True), caplog.at_level(logging.WARNING):
+        out = denoise(loaded, noise, text, negative, Sampler(solver, steps=4, shift=3.0), progress=False)
     assert denoise_module._step._cache_size() == before + 1  # traced on step 0, reused for steps 1-3
+    # ... and compiled once: step 1's inputs (step 0's outputs) are committed as step 0's were
+    assert sum("Compiling jit(_step)" in r.getMessage() for r in caplog.records) == 1
     assert out.shape == SHAPE and np.isfinite(np.asarray(out)).all()
     assert np.abs(np.asarray(out) - np.asarray(noise)).max() > 1e-2
     np.testing.assert_array_equal(np.asarray(noise), np.asarray(noise_like(0, SHAPE)))  # the caller's noise survives
