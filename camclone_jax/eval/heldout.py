@@ -326,9 +326,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "of MODELS/example/example.json when there is one, as in the shipped folder, else 5)")
     p.add_argument("--cfg", type=float, default=1.0, help="text guidance scale (default 1: no unconditional pass; "
                    "the synthetic captions carry no camera information)")
-    p.add_argument("--camera-scale", type=float, default=1.0,
-                   help="camera guidance scale of the model rows (default 1: off). The static-reference baseline "
-                        "is the same sampler with a frozen reference, where camera guidance changes nothing")
+    p.add_argument("--camera-scale", type=float, default=None,
+                   help="camera guidance scale of the model rows (default: `camera_scale` of "
+                        "MODELS/example/example.json when there is one, as in the shipped folder, else 1: off). The "
+                        "static-reference baseline is the same sampler with a frozen reference, where camera "
+                        "guidance adds nothing")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--examples", type=int, default=3, help="PNG strips of the first N triples (default 3)")
     p.add_argument("--no-progress", action="store_true")
@@ -344,9 +346,12 @@ def main(argv=None) -> int:
     except (OSError, ValueError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    from camclone_jax.sample.demo import camera_scale, sampler_shift
+
     if args.shift is None:
-        from camclone_jax.sample.demo import sampler_shift
         args.shift = sampler_shift(args.models)
+    if args.camera_scale is None:
+        args.camera_scale = camera_scale(args.models)
     report = evaluate(models, triples, args.out, **size,
                       sampler=Sampler("euler", args.steps, args.shift, args.cfg, args.camera_scale), methods=tuple(args.method),
                       seed=args.seed, examples=args.examples, progress=not args.no_progress)

@@ -113,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "out/demo.mp4 (camera reference | content | result | true target) and out/demo.png")
     parser.add_argument("--demo-output", default="out/demo.mp4", help="where --demo writes its video")
     parser.add_argument("--demo-steps", type=int, default=30, help="Euler steps of --demo (default 30)")
+    parser.add_argument("--demo-camera-scale", type=float, default=None,
+                        help="camera guidance of --demo (default: the shipped example's camera_scale)")
     tasks = parser.add_subparsers(dest="task", metavar="TASK")
     helps = {"camclone": "CamCloneMaster: clone the camera motion of a reference video (V2V or I2V)",
              "recam": "ReCamMaster: re-shoot a video along a new camera trajectory",
@@ -262,7 +264,7 @@ def main(argv=None) -> int:
         if args.demo:
             from camclone_jax.sample.demo import run_demo
 
-            run_demo(args.demo_output, steps=args.demo_steps)
+            run_demo(args.demo_output, steps=args.demo_steps, guidance=args.demo_camera_scale)
         else:
             run_task(args)
     except (CLIError, ValueError, FileNotFoundError) as err:

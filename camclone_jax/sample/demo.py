@@ -38,16 +38,27 @@ def train_tokenizer(folder: Path, corpus: list[str] = CORPUS, vocab_size: int = 
     return PromptTokenizer(folder)
 
 
+def _example_setting(models: str | Path, key: str, default: float) -> float:
+    example = Path(models) / "example" / "example.json"
+    return float(json.loads(example.read_text()).get(key, default)) if example.is_file() else default
+
+
 def sampler_shift(models: str | Path) -> float:
     """The σ shift a demo folder's DiT was trained with (example/example.json `sampler_shift`); 5, upstream's, for
     folders without one."""
-    example = Path(models) / "example" / "example.json"
-    return float(json.loads(example.read_text()).get("sampler_shift", 5.0)) if example.is_file() else 5.0
+    return _example_setting(models, "sampler_shift", 5.0)
+
+
+def camera_scale(models: str | Path) -> float:
+    """The camera guidance a demo folder's DiT samples with (example/example.json `camera_scale`); 1 (off,
+    upstream's) for folders without one."""
+    return _example_setting(models, "camera_scale", 1.0)
 
 
 def run_demo(output: str | Path = "out/demo.mp4", steps: int = 30, seed: int = 0, models: str | Path = ASSETS,
-             progress: bool = True) -> Path:
-    """Samples the shipped held-out example with the shipped models (module doc); returns the mp4 path."""
+             progress: bool = True, guidance: float | None = None) -> Path:
+    """Samples the shipped held-out example with the shipped models (module doc); returns the mp4 path.
+    `guidance`: the camera guidance scale (default: the folder's `camera_scale`)."""
     from camclone_jax.eval.heldout import psnr
     from camclone_jax.sample.checkpoints import CheckpointPaths, load_models
     from camclone_jax.sample.denoise import Sampler
@@ -69,12 +80,14 @@ def run_demo(output: str | Path = "out/demo.mp4", steps: int = 30, seed: int = 0
     loaded = load_models("camclone", CheckpointPaths.resolve(models), attention="xla")
     inputs = Inputs(prompt=example["caption"], ref_video=clips["reference"], content_video=clips["content"])
     shift = sampler_shift(models)
-    result = generate(loaded, "camclone", inputs, sampler=Sampler("euler", steps, shift, 1.0), seed=seed,
+    guidance = camera_scale(models) if guidance is None else guidance
+    result = generate(loaded, "camclone", inputs, sampler=Sampler("euler", steps, shift, 1.0, guidance), seed=seed,
                       tiled=False, progress=progress, **size)[0]
     write_video(output, side_by_side(clips["reference"], clips["content"], result, clips["target"]), fps=15)
     grid = frame_grid([("camera reference", clips["reference"]), ("content", clips["content"]),
                        ("result", result), ("true target", clips["target"])], output.with_suffix(".png"))
-    print(f"{size['num_frames']} frames of {size['height']}x{size['width']}, {steps} Euler steps (shift {shift:g}), "
+    print(f"{size['num_frames']} frames of {size['height']}x{size['width']}, {steps} Euler steps (shift {shift:g}, "
+          f"camera guidance {guidance:g}), "
           f"in {time.perf_counter() - start:.1f} s; PSNR against the true target: result "
           f"{psnr(result, clips['target']):.1f} dB, content unchanged {psnr(clips['content'], clips['target']):.1f} dB")
     print(f"wrote {output} (camera reference | content | result | true target) and {grid}")
@@ -82,12 +95,13 @@ def run_demo(output: str | Path = "out/demo.mp4", steps: int = 30, seed: int = 0
 
 
 def package_demo(encoders: str | Path, dit: str | Path, data: str | Path, row: int, out: str | Path = ASSETS,
-                 num_frames: int | None = None, shift: float = 5.0, vae: str | Path | None = None) -> Path:
+                 num_frames: int | None = None, shift: float = 5.0, vae: str | Path | None = None,
+                 guidance: float = 1.0) -> Path:
     """Assembles the shipped demo folder `out`: dit/ (an exported run), vae/ umt5/ clip/ (the encoders folder the
     DiT was trained with; `vae` replaces its vae/, e.g. by a decoder fine-tune of it) and example/ (row `row`
     of the held-out DATA/test.csv: reference, content and target clips plus example.json with the caption, the
-    cameras' descriptions from the ground truth and the sampling σ shift `shift`, which should be the DiT's
-    training flow.shift)."""
+    cameras' descriptions from the ground truth, the sampling σ shift `shift`, which should be the DiT's
+    training flow.shift, and the camera guidance scale `guidance` the demo samples with)."""
     import shutil
 
     from camclone_jax.eval.heldout import cameras_json, check_files, read_triples
@@ -118,7 +132,7 @@ def package_demo(encoders: str | Path, dit: str | Path, data: str | Path, row: i
         "caption": triple.caption, "frames": num_frames or meta["frames"], "height": meta["height"],
         "width": meta["width"], "reference": "reference.mp4", "content": "content.mp4", "target": "target.mp4",
         "reference_camera": describe(triple.ref), "content_camera": describe(triple.content),
-        "sampler_shift": shift,
+        "sampler_shift": shift, "camera_scale": guidance,
         "source": {"dataset": meta, "test_csv_row": row,
                    **{k: str(v.relative_to(data)) if isinstance(v, Path) else v for k, v in source_row.items()}}},
         indent=1) + "\n")
@@ -138,11 +152,14 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(ASSETS), help=f"default {ASSETS}")
     parser.add_argument("--shift", type=float, default=5.0,
                         help="σ shift the demo samples with: the DiT's training flow.shift (default 5)")
+    parser.add_argument("--camera-scale", type=float, default=1.0,
+                        help="camera guidance scale the demo samples with (default 1: off)")
     parser.add_argument("--vae", help="ship this VAE instead of ENCODERS/vae: a decoder fine-tune of it "
                                       "(configs/synthetic_vae.py stage=decoder), which keeps the DiT's latents")
     args = parser.parse_args(argv)
     try:
-        out = package_demo(args.encoders, args.dit, args.data, args.row, args.out, shift=args.shift, vae=args.vae)
+        out = package_demo(args.encoders, args.dit, args.data, args.row, args.out, shift=args.shift, vae=args.vae,
+                           guidance=args.camera_scale)
         print(f"wrote {out}")
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))

@@ -13,12 +13,13 @@ from camclone_jax.sample.video import read_video
 def test_package_then_run(dataset, tmp_path, capsys):
     out = tmp_path / "demo_assets"
     assert demo.main(["--encoders", str(ASSETS), "--dit", str(ASSETS / "dit"), "--data", str(dataset),
-                      "--row", "1", "--out", str(out), "--shift", "3"]) == 0
+                      "--row", "1", "--out", str(out), "--shift", "3", "--camera-scale", "2"]) == 0
     example = json.loads((out / "example" / "example.json").read_text())
     rows = (dataset / "test.csv").read_text().strip().splitlines()
     target_path = rows[2].split(",")[0]  # row 1 after the header
     assert example["source"]["test_csv_row"] == 1 and example["source"]["video_path"] == target_path
     assert example["sampler_shift"] == 3.0 and (example["frames"], example["height"]) == (9, 64)
+    assert example["camera_scale"] == 2.0 and demo.camera_scale(out) == 2.0
     shipped = read_video(out / "example" / "target.mp4", num_frames=9, height=64, width=96)
     np.testing.assert_array_equal(shipped, read_video(dataset / target_path, num_frames=9, height=64, width=96))
     assert "reference_camera" in example and example["reference_camera"] != example["content_camera"]

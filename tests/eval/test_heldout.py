@@ -86,8 +86,10 @@ def test_cli_report(dataset, tmp_path, capsys):
     kinds = {r["trajectory"] for r in report["rows"]}
     assert kinds <= {"pan", "tilt", "roll"} and all(f"| {k} |" in printed for k in kinds)
     assert "| target trajectory | triples | model V2V: RotErr (direct)" in printed
-    shipped_shift = json.loads((ASSETS / "example" / "example.json").read_text())["sampler_shift"]
-    assert f"1 Euler steps at shift {shipped_shift:g}" in printed and report["args"]["shift"] == str(shipped_shift)
+    shipped = json.loads((ASSETS / "example" / "example.json").read_text())
+    assert f"1 Euler steps at shift {shipped['sampler_shift']:g}" in printed
+    assert report["args"]["shift"] == str(shipped["sampler_shift"])  # the folder's sampling settings by default
+    assert report["args"]["camera_scale"] == str(float(shipped.get("camera_scale", 1.0)))
 
 
 def test_ratios():

@@ -305,7 +305,9 @@ def test_demo_samples_the_shipped_example(tmp_path, capsys):
     assert out.with_suffix(".png").is_file() and not list(tmp_path.glob("*.part"))
     printed = capsys.readouterr().out
     assert example["reference_camera"] in printed and "PSNR against the true target" in printed
-    assert f"2 Euler steps (shift {example['sampler_shift']:g})" in printed  # the shift the DiT was trained at
+    # the shift the DiT was trained at, the guidance the folder names
+    assert (f"2 Euler steps (shift {example['sampler_shift']:g}, camera guidance "
+            f"{example.get('camera_scale', 1):g})") in printed
 
 
 def test_demo_without_assets_is_a_clear_error(tmp_path):
