@@ -352,9 +352,9 @@ def main(argv=None) -> int:
         args.shift = sampler_shift(args.models)
     if args.camera_scale is None:
         args.camera_scale = camera_scale(args.models)
-    report = evaluate(models, triples, args.out, **size,
-                      sampler=Sampler("euler", args.steps, args.shift, args.cfg, args.camera_scale), methods=tuple(args.method),
-                      seed=args.seed, examples=args.examples, progress=not args.no_progress)
+    sampler = Sampler("euler", args.steps, args.shift, args.cfg, args.camera_scale)
+    report = evaluate(models, triples, args.out, **size, sampler=sampler, methods=tuple(args.method), seed=args.seed,
+                      examples=args.examples, progress=not args.no_progress)
     report["args"] = {k: str(v) for k, v in vars(args).items()}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(report, indent=1) + "\n")
