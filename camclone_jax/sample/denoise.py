@@ -161,11 +161,9 @@ def denoise(dit, noise: Float[Array, "B F h w C"], text: Float[Array, "B S D"],
     params = params.to_pure_dict()  # jit flattens a plain dict in C++, an nnx.State in Python
     latents = jnp.array(noise, copy=True)  # the loop donates its latents; the caller keeps `noise`
     state = _solver_init(sampler, table, latents)
-    weights_on = jax.tree.leaves(params)[0].sharding
-    if len(weights_on.device_set) == 1:
-        # All committed to one device, as step 0's outputs will be: an uncommitted first input would compile the
-        # step a second time at step 1.
-        params, latents, state = jax.device_put((params, latents, state), weights_on)
+    weight = jax.tree.leaves(params)[0]
+    if len(weight.sharding.device_set) == 1:
+        latents, state = _placed_like(weight, (latents, state))
     timesteps = jnp.asarray(timesteps)
     scales = jnp.asarray([sampler.cfg_scale, sampler.camera_scale], jnp.float32)
     for k in tqdm(range(sampler.steps), desc=f"denoising ({sampler.solver})", unit="step", disable=not progress):
@@ -173,6 +171,15 @@ def denoise(dit, noise: Float[Array, "B F h w C"], text: Float[Array, "B S D"],
                                solver=sampler.solver, guided=sampler.guided, camera_guided=sampler.camera_guided,
                                num_views=num_views)
     return latents
+
+
+@functools.partial(jax.jit, keep_unused=True)
+def _placed_like(anchor: Array, tree):
+    """`tree`, committed to a device exactly when `anchor` is (a jit's outputs are committed when an input is), as
+    the step's outputs will be: with loaded, committed weights, an uncommitted step-0 input would compile the step
+    a second time at step 1; with uncommitted ones the result stays free to meet arrays on other devices."""
+    del anchor
+    return tree
 
 
 def _static_rows(conditions: dict[str, Array], static_camera: dict[str, Array] | None, scale: float) -> dict:
