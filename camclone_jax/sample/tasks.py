@@ -22,9 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from camclone_jax.models.wan_vae import decode, num_latent_frames
+from camclone_jax.sample.camera import pose_embedding
 from camclone_jax.sample.conditions import (NEGATIVE_PROMPT, TILE_SIZE, TILE_STRIDE, clip_features, encode_text,
                                             encode_video, image_condition, zeros_like_latents)
-from camclone_jax.sample.camera import pose_embedding
 from camclone_jax.sample.denoise import Sampler, denoise, noise_like
 
 TASKS = ("t2v", "i2v", "camclone", "recam", "syncam")
