@@ -1,5 +1,5 @@
-"""The shared denoising loop: one compilation for the whole loop, text-only batched guidance, seeded noise,
-argument checks. (Parity of whole loops with diffusers is in test_pipeline_parity.py.)"""
+"""The shared denoising loop: one compilation for the whole loop, batched text guidance, camera guidance against a
+static camera, seeded noise, argument checks. (Parity of whole loops with diffusers is in test_pipeline_parity.py.)"""
 
 from __future__ import annotations
 
